@@ -1,0 +1,44 @@
+"""The block-causal attention mask, as a 4-D additive float mask.
+
+A query attends to every valid key whose block index (``position // block_size``) is at most
+its own. The mask is additive (0 or ``finfo.min``) because a bool mask is silently wrong with
+``eager`` attention. Positions are per-sequence, so left padding and other layouts need no
+special cases: validity and position ids say everything.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def block_causal_mask(
+    query_pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    key_valid: torch.Tensor,
+    block_size: int,
+    dtype: torch.dtype = torch.float32,
+    query_view: torch.Tensor | None = None,
+    key_view: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``[B, 1, Q, K]`` additive mask.
+
+    ``query_pos``/``key_pos`` are ``[B, Q]``/``[B, K]`` position ids, ``key_valid`` is ``[B, K]``.
+    Optional ``*_view`` ids (``[B, Q]``/``[B, K]``, -1 = clean context) separate noisy copies of
+    blocks used in training: a noisy view sees clean keys of strictly earlier blocks and keys of
+    its own view only; clean queries never see noisy views.
+    """
+    q_block = (query_pos // block_size)[:, :, None]
+    k_block = (key_pos // block_size)[:, None, :]
+    allowed = (k_block <= q_block) & key_valid[:, None, :]
+    if query_view is not None and key_view is not None:
+        qv = query_view[:, :, None]
+        kv = key_view[:, None, :]
+        clean_key = kv < 0
+        same_view = (qv == kv) & (qv >= 0)
+        # A noisy query sees clean keys of earlier blocks (its own block comes from its view).
+        noisy_query_ok = (clean_key & (k_block < q_block)) | same_view
+        clean_query_ok = clean_key
+        allowed = allowed & torch.where(qv >= 0, noisy_query_ok, clean_query_ok)
+    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask.unsqueeze(1).to(query_pos.device)

@@ -1,0 +1,70 @@
+"""One small registry, shared by the four seams: models, tasks, trackers and executors.
+
+Entries may be objects or lazy ``"module:Attr"`` strings, so that heavy imports (torch,
+mlflow) stay out of code paths that do not need them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """A registry lookup failed; the message lists the valid names and the closest one."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T | str] = {}
+
+    def register(self, name: str, entry: T | str | None = None) -> Any:
+        """Register ``entry`` under ``name``; without ``entry``, act as a decorator."""
+        if entry is not None:
+            self._add(name, entry)
+            return entry
+
+        def decorator(obj: T) -> T:
+            self._add(name, obj)
+            return obj
+
+        return decorator
+
+    def _add(self, name: str, entry: T | str) -> None:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = entry
+
+    def get(self, name: str) -> T:
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, self._entries, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}.{hint} Valid: {', '.join(sorted(self._entries))}"
+            )
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module_name, _, attr = entry.partition(":")
+            entry = getattr(importlib.import_module(module_name), attr)
+            self._entries[name] = entry
+        return entry  # type: ignore[return-value]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+
+def lazy(target: str) -> Callable[[], Any]:
+    """Resolve a ``"module:Attr"`` string when called."""
+    module_name, _, attr = target.partition(":")
+    return lambda: getattr(importlib.import_module(module_name), attr)
