@@ -1,0 +1,56 @@
+"""Rewards -> advantages, and their broadcast to response tokens.
+
+Advantages are one number per trajectory (``[num_groups, G]`` in, the same shape out); every
+token of a trajectory shares it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from pareto_bench.registry import Registry
+from pareto_bench.rl.config import AdvantageMode
+from pareto_bench.rl.rewards import zscore
+
+ADVANTAGES: Registry[Callable[[Tensor], Tensor]] = Registry("advantage mode")
+
+
+@ADVANTAGES.register("batch")
+def batch_advantages(rewards: Tensor) -> Tensor:
+    """Paper Eq. 7: the z-score of r over every kept trajectory of the batch (std floored at 1e-8)."""
+    return zscore(rewards, dim=None)
+
+
+@ADVANTAGES.register("group")
+def group_advantages(rewards: Tensor) -> Tensor:
+    """The z-score of r within each prompt group (GRPO's usual form)."""
+    return zscore(rewards, dim=-1)
+
+
+@ADVANTAGES.register("group_centered")
+def group_centered_advantages(rewards: Tensor) -> Tensor:
+    """r minus its group mean, without dividing by the std (keeps the reward's scale)."""
+    return rewards - rewards.mean(-1, keepdim=True)
+
+
+def compute_advantages(rewards: Tensor, mode: AdvantageMode = "batch") -> Tensor:
+    """``[num_groups, G]`` total rewards -> ``[num_groups, G]`` advantages."""
+    if rewards.dim() != 2:
+        raise ValueError(f"rewards must be [num_groups, G]; got shape {tuple(rewards.shape)}")
+    if not rewards.is_floating_point():
+        rewards = rewards.to(torch.get_default_dtype())
+    return ADVANTAGES.get(mode)(rewards)
+
+
+def broadcast_to_tokens(advantages: Tensor, mask: Tensor) -> Tensor:
+    """Per-trajectory advantages (``[B]``, or ``[num_groups, G]`` flattened group-major) -> ``[B, T]``:
+    each trajectory's advantage on its response tokens and 0 on padding (``mask`` false)."""
+    flat = advantages.reshape(-1)
+    if flat.shape[0] != mask.shape[0]:
+        raise ValueError(
+            f"{flat.shape[0]} advantages for {mask.shape[0]} sequences in the token mask"
+        )
+    return flat.unsqueeze(-1) * mask.to(flat.dtype)
