@@ -30,7 +30,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     """``"loss.nll_weight=0.2"`` -> ``("loss.nll_weight", 0.2)``; values are parsed as YAML."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {text!r}: expected key=value, for example --set loss.nll_weight=0.2")
+        raise ConfigError(
+            f"--set {text!r}: expected key=value, for example --set loss.nll_weight=0.2"
+        )
     return key.strip(), yaml.safe_load(value) if value.strip() else ""
 
 
@@ -68,7 +70,10 @@ def build(model: type[M], data: dict[str, Any], source: str = "config") -> M:
 
 
 def load(
-    model: type[M], path: str | Path | None = None, overrides: Iterable[str] = (), base: dict[str, Any] | None = None
+    model: type[M],
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    base: dict[str, Any] | None = None,
 ) -> M:
     """Read ``path`` (optional) over ``base``, apply ``--set`` overrides, validate."""
     data: dict[str, Any] = dict(base or {})
@@ -109,7 +114,11 @@ def describe_validation_error(model: type[BaseModel], error: ValidationError, so
         if item["type"] == "extra_forbidden":
             valid = field_names(model, loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            fix = f"did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else f"valid keys: {', '.join(valid)}"
+            fix = (
+                f"did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?"
+                if close
+                else f"valid keys: {', '.join(valid)}"
+            )
             messages.append(f"unknown field {dotted!r}; {fix}")
         else:
             messages.append(f"field {dotted!r}: {item['msg']} (got {item.get('input')!r})")

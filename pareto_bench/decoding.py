@@ -139,7 +139,12 @@ class _SlotLayout:
     """Token ids, positions and validity of every slot of every sequence in the batch."""
 
     def __init__(
-        self, prompts: list[list[int]], b: int, max_new_tokens: int, mask_id: int, device: torch.device
+        self,
+        prompts: list[list[int]],
+        b: int,
+        max_new_tokens: int,
+        mask_id: int,
+        device: torch.device,
     ) -> None:
         self.batch = len(prompts)
         self.b = b
@@ -190,7 +195,15 @@ class _CandidateSampler:
     """Per masked position: a candidate token and its confidence (softmax probability after
     temperature, over the whole vocabulary except the mask token, which is never a candidate)."""
 
-    def __init__(self, mask_id: int, temperature: float, top_k: int, top_p: float, seed: int | None, batch: int):
+    def __init__(
+        self,
+        mask_id: int,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        seed: int | None,
+        batch: int,
+    ):
         self.mask_id = mask_id
         self.temperature = temperature
         self.top_k = top_k
@@ -207,7 +220,9 @@ class _CandidateSampler:
                     g.manual_seed(base + i)
                 self.generators.append(g)
 
-    def __call__(self, logits: torch.Tensor, todo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, logits: torch.Tensor, todo: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         candidates = torch.zeros(todo.shape, dtype=torch.long, device=todo.device)
         confidence = torch.zeros(todo.shape, dtype=torch.float32, device=todo.device)
         picked = logits[todo].float()  # only the masked positions: keeps big vocabularies cheap
@@ -224,7 +239,9 @@ class _CandidateSampler:
             cand = torch.empty(len(row_of), dtype=torch.long)
             for row in row_of.unique().tolist():
                 sel = (row_of == row).nonzero()[:, 0]
-                cand[sel] = torch.multinomial(sample_probs[sel], 1, generator=self.generators[row])[:, 0]
+                cand[sel] = torch.multinomial(sample_probs[sel], 1, generator=self.generators[row])[
+                    :, 0
+                ]
             cand = cand.to(probs.device)
             conf = probs.gather(-1, cand[:, None])[:, 0]
         candidates[todo] = cand
@@ -240,7 +257,9 @@ def _top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor
     if top_p < 1.0:
         sorted_logits, order = torch.sort(out, descending=True, dim=-1)
         cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        drop_sorted = cumulative - torch.softmax(sorted_logits, dim=-1) > top_p  # keep the token that crosses p
+        drop_sorted = (
+            cumulative - torch.softmax(sorted_logits, dim=-1) > top_p
+        )  # keep the token that crosses p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         out[drop] = float("-inf")
     return out

@@ -53,7 +53,9 @@ class EvalRecord:
     schema_version: int = SCHEMA_VERSION
 
     @staticmethod
-    def from_samples(task: str, threshold: float, samples: list[SampleResult], **kw: Any) -> EvalRecord:
+    def from_samples(
+        task: str, threshold: float, samples: list[SampleResult], **kw: Any
+    ) -> EvalRecord:
         tokens = sum(s.num_tokens for s in samples)
         forwards = sum(s.num_forwards for s in samples)
         n = len(samples)
@@ -142,7 +144,9 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
         for record in records:
-            f.write(json.dumps(to_dict(record) if dataclasses.is_dataclass(record) else record) + "\n")
+            f.write(
+                json.dumps(to_dict(record) if dataclasses.is_dataclass(record) else record) + "\n"
+            )
         f.flush()
         os.fsync(f.fileno())
 

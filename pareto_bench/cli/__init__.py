@@ -19,7 +19,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-bench = typer.Typer(help="Performance benchmarks; each prints one JSON object.", no_args_is_help=True)
+bench = typer.Typer(
+    help="Performance benchmarks; each prints one JSON object.", no_args_is_help=True
+)
 app.add_typer(bench, name="bench")
 
 # One module per command group, each owned by one part of the library.

@@ -13,7 +13,14 @@ import torch
 from pareto_bench.models.base import ARCHITECTURES, CheckpointError, DiffusionLM, load_checkpoint
 from pareto_bench.models.tiny import SHIPPED_TINY, build_tiny
 
-__all__ = ["ARCHITECTURES", "CheckpointError", "DiffusionLM", "build_tiny", "load_checkpoint", "load_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "CheckpointError",
+    "DiffusionLM",
+    "build_tiny",
+    "load_checkpoint",
+    "load_model",
+]
 
 
 def load_model(

@@ -71,9 +71,13 @@ class DiffusionLM:
 
 def read_checkpoint_config(path: Path) -> dict[str, Any]:
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path}: no such directory (pass --model tiny or a checkpoint directory)")
+        raise CheckpointError(
+            f"checkpoint {path}: no such directory (pass --model tiny or a checkpoint directory)"
+        )
     if not path.is_dir():
-        raise CheckpointError(f"checkpoint {path}: not a directory (a checkpoint is a directory with config.json)")
+        raise CheckpointError(
+            f"checkpoint {path}: not a directory (a checkpoint is a directory with config.json)"
+        )
     config_file = path / "config.json"
     if not config_file.is_file():
         raise CheckpointError(f"checkpoint {path}: config.json is missing")
@@ -108,17 +112,25 @@ def load_checkpoint(
     config_cls_name, model_cls_name = ARCHITECTURES.get(model_type)
     config_cls: type[PretrainedConfig] = _resolve(config_cls_name)
     model_cls: type[PreTrainedModel] = _resolve(model_cls_name)
-    fields = {k: v for k, v in raw.items() if k not in ("model_type", "architectures", "auto_map", "transformers_version")}
+    fields = {
+        k: v
+        for k, v in raw.items()
+        if k not in ("model_type", "architectures", "auto_map", "transformers_version")
+    }
     config = config_cls(**fields)
     config._attn_implementation = attn_implementation
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except Exception as e:  # tokenizers raise many types for a broken directory
-        raise CheckpointError(f"checkpoint {path}: cannot load its tokenizer ({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"checkpoint {path}: cannot load its tokenizer ({type(e).__name__}: {e})"
+        ) from None
     try:
         model = model_cls.from_pretrained(path, config=config, dtype=dtype or torch.float32)
     except (OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {path}: cannot load its weights ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"checkpoint {path}: cannot load its weights ({type(e).__name__}: {str(e).splitlines()[0]})"
+        ) from None
     model.to(device).eval()
 
     mask_id = mask_id if mask_id is not None else _find_mask_id(raw, tokenizer, path)
@@ -127,11 +139,15 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path}: config.json has no block size ({' / '.join(BLOCK_SIZE_KEYS)}); pass --block-size N"
         )
-    eos_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else raw.get("eos_token_id")
+    eos_id = (
+        tokenizer.eos_token_id if tokenizer.eos_token_id is not None else raw.get("eos_token_id")
+    )
     if isinstance(eos_id, list):
         eos_id = eos_id[0]
     if eos_id is None:
-        raise CheckpointError(f"checkpoint {path}: neither the tokenizer nor config.json names an EOS token")
+        raise CheckpointError(
+            f"checkpoint {path}: neither the tokenizer nor config.json names an EOS token"
+        )
     return DiffusionLM(model, tokenizer, int(mask_id), int(eos_id), int(block_size), name=str(path))
 
 

@@ -44,5 +44,10 @@ def build_tiny(seed: int = 0, *, hidden_size: int = 128, layers: int = 4) -> Dif
     config.eos_token_id = tokenizer.eos_token_id
     model = Qwen3ForCausalLM(config).eval()
     return DiffusionLM(
-        model, tokenizer, tokenizer.mask_token_id, tokenizer.eos_token_id, TINY_BLOCK_SIZE, name="tiny-init"
+        model,
+        tokenizer,
+        tokenizer.mask_token_id,
+        tokenizer.eos_token_id,
+        TINY_BLOCK_SIZE,
+        name="tiny-init",
     )

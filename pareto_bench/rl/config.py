@@ -205,6 +205,14 @@ class OptimConfig(StrictModel):
     betas: tuple[float, float] = Field(
         (0.9, 0.999), description="AdamW (beta1, beta2), each in [0, 1)."
     )
+    updates_per_step: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Optimizer updates per rollout batch, each on one shuffled mini-batch of the kept "
+            "trajectories; above 1 the policy moves off the rollout policy and the clip binds."
+        ),
+    )
 
     @field_validator("betas")
     @classmethod

@@ -64,7 +64,9 @@ def check_chain(operands: Sequence[int], response: str) -> ChainCheck:
         return ChainCheck(False, False, "no ';answer'")
     steps = body.split(",")
     if len(steps) != len(operands) - 1:
-        return ChainCheck(False, answer_correct, f"{len(steps)} steps, expected {len(operands) - 1}")
+        return ChainCheck(
+            False, answer_correct, f"{len(steps)} steps, expected {len(operands) - 1}"
+        )
     used: list[int] = []
     total: int | None = None
     for step in steps:
@@ -75,7 +77,9 @@ def check_chain(operands: Sequence[int], response: str) -> ChainCheck:
         if total is None:
             used += [x, y]
         elif x != total:
-            return ChainCheck(False, answer_correct, f"step {step!r} does not continue from {total}")
+            return ChainCheck(
+                False, answer_correct, f"step {step!r} does not continue from {total}"
+            )
         else:
             used.append(y)
         if x + y != z:
@@ -145,7 +149,9 @@ class SyntheticTask:
         verdicts = []
         for problem, response in zip(problems, responses, strict=True):
             check = check_chain(problem.reference, response)
-            verdicts.append(Verdict(check.valid, float(check.valid), check.reason, check.answer_correct))
+            verdicts.append(
+                Verdict(check.valid, float(check.valid), check.reason, check.answer_correct)
+            )
         return verdicts
 
 

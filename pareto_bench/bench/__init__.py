@@ -1,0 +1,1 @@
+"""Performance benchmarks behind ``pareto-bench bench ...``; each returns one JSON-able dict."""

@@ -1,0 +1,56 @@
+"""``pareto-bench train``: run a trainer recipe (LightningRL, GRPO, ablations)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    app.command("train")(train_command)
+
+
+def train_command(
+    recipe: Annotated[
+        Path, typer.Argument(help="A trainer recipe, e.g. trainers/lightningrl.yaml.")
+    ],
+    model: Annotated[str | None, typer.Option(help="'tiny' or a checkpoint directory.")] = None,
+    task: Annotated[
+        str | None, typer.Option(help="Training task (its -train split is used when it has one).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="RL steps.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (default runs/<name>).")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run in this output directory.")
+    ] = None,
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Override a config field, key=value.")
+    ] = [],  # noqa: B006
+) -> None:
+    """Train with a recipe; writes checkpoints, the resolved config and train.jsonl."""
+    from pareto_bench.cli import UserError
+    from pareto_bench.rl.config import load_recipe
+    from pareto_bench.rl.trainer import TrainingDiverged, train
+
+    overrides = [*set_]
+    for key, value in (("model", model), ("task", task), ("steps", steps)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if resume is not None and out is not None and resume != out:
+        raise UserError("--resume DIR already names the output directory; drop --out")
+    config = load_recipe(recipe, overrides)
+    out_dir = resume or out
+    try:
+        result = train(config, out_dir=out_dir, resume=resume is not None)
+    except TrainingDiverged as e:
+        raise UserError(str(e)) from None
+    last = result.steps[-1] if result.steps else None
+    if last is not None:
+        print(
+            f"step {last.step}: reward {last.reward:+.3f}  accuracy {last.accuracy:.1f}%  TPF {last.tpf:.2f}"
+        )
+    print(f"checkpoint: {result.checkpoint_dir}")

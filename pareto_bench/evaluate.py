@@ -1,0 +1,88 @@
+"""Evaluation: model x task x thresholds -> EvalRecord rows. Knows nothing of trackers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from pareto_bench.decoding import Generation, generate
+from pareto_bench.models.base import DiffusionLM
+from pareto_bench.progress import progress_bar
+from pareto_bench.records import EvalRecord, SampleResult
+from pareto_bench.tasks.base import Problem, Task, resolve_data_dir
+
+DEFAULT_MAX_NEW_TOKENS = 512
+
+
+def evaluate(
+    model: DiffusionLM,
+    task: Task,
+    thresholds: Sequence[float],
+    *,
+    limit: int | None = None,
+    data_dir: str | Path | None = None,
+    batch_size: int = 32,
+    max_new_tokens: int | None = None,
+    strategy: str = "dynamic",
+    seed: int = 0,
+    progress: bool = True,
+    problems: Sequence[Problem] | None = None,
+) -> list[EvalRecord]:
+    """Greedy-decode every problem at every threshold, score, and return one record per threshold."""
+    if problems is None:
+        problems = task.load(resolve_data_dir(data_dir))
+    problems = list(problems)[:limit] if limit else list(problems)
+    budget = max_new_tokens or getattr(task, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+    prompts = [model.encode_prompt(task.prompt(p)) for p in problems]
+    # Similar lengths together: less padding, and results do not depend on the batching.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    records = []
+    with progress_bar(f"eval {task.name}", len(problems) * len(thresholds), progress) as bar:
+        for threshold in thresholds:
+            bar.describe(f"eval {task.name} tau={threshold:g}")
+            generations: list[Generation | None] = [None] * len(problems)
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                outs = generate(
+                    model.model,
+                    [prompts[i] for i in chunk],
+                    mask_id=model.mask_id,
+                    eos_id=model.eos_id,
+                    block_size=model.block_size,
+                    threshold=threshold,
+                    max_new_tokens=budget,
+                    strategy=strategy,
+                    seed=seed,
+                )
+                for i, out in zip(chunk, outs, strict=True):
+                    generations[i] = out
+                bar.advance(len(chunk))
+            done = [g for g in generations if g is not None]
+            responses = [model.decode(g.tokens) for g in done]
+            verdicts = task.score(problems, responses)
+            samples = [
+                SampleResult(
+                    problem_id=p.id,
+                    correct=v.correct,
+                    score=v.score,
+                    num_tokens=len(g.tokens),
+                    num_forwards=g.num_forwards,
+                    hit_budget=g.hit_budget,
+                    answer_correct=v.answer_correct,
+                    detail=v.detail,
+                    response=r,
+                )
+                for p, g, r, v in zip(problems, done, responses, verdicts, strict=True)
+            ]
+            records.append(
+                EvalRecord.from_samples(
+                    task.name,
+                    threshold,
+                    samples,
+                    model=model.name,
+                    task_version=task.version,
+                    block_size=model.block_size,
+                    strategy=strategy,
+                )
+            )
+    return records
