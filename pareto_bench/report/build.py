@@ -1,0 +1,375 @@
+"""Build a sweep's report from its recorded data: findings, figures, tables, then the PDF.
+
+Nothing is re-run: every number comes from the records the sweep wrote. The finished PDF is
+logged to the sweep's parent MLflow run when sweep.json names one; if the tracking store
+cannot be reached the PDF is kept and a warning says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pareto_bench.frontier import DEFAULT_REF
+from pareto_bench.report import plots
+from pareto_bench.report.importance import compute_importances
+from pareto_bench.report.pdf import FigurePage, ReportContent, write_pdf
+from pareto_bench.report.provenance import code_version, environment
+from pareto_bench.report.published import overlay_points
+from pareto_bench.report.summary import SweepSummary, summarise
+from pareto_bench.report.sweep_data import SweepData, TrialData
+
+# The stages of a report, for a progress bar.
+STAGES = ("findings", "frontiers", "attainment", "training curves", "importances", "PDF", "MLflow")
+
+
+@dataclass
+class ReportResult:
+    path: Path
+    logged_to_run: str | None = None  # the MLflow run the PDF was logged to
+    warnings: list[str] = field(default_factory=list)
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _params_text(params: dict) -> str:
+    def show(v: object) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return ", ".join(f"{k}={show(v)}" for k, v in sorted(params.items())) or "(none)"
+
+
+def _curve(trial: TrialData, task: str) -> plots.PlotCurve:
+    records = trial.task_records(task)
+    return plots.PlotCurve(trial.label, trial.points(task), [r.threshold for r in records])
+
+
+def _at_operating_threshold(trial: TrialData, task: str, operating: float | None) -> str:
+    records = trial.task_records(task)
+    if not records:
+        return "n/a"
+    target = operating if operating is not None else records[-1].threshold
+    record = min(records, key=lambda r: abs(r.threshold - target))
+    return f"{record.accuracy:.1f}% / {record.tpf:.2f} (τ={record.threshold:g})"
+
+
+def _summary_rows(summary: SweepSummary, sweep: SweepData) -> list[list[str]]:
+    header = [
+        "task", "best trial", "acc / TPF at τ_op", "AUP best", "AUP base", "ΔAUP [95% CI]",
+        "HV best", "HV base", "ΔHV [95% CI]", "best frontier points dominating base",
+    ]  # fmt: skip
+    rows = [header]
+    for task in summary.tasks:
+        c = task.comparison
+        best = task.best
+        rows.append(
+            [
+                task.task,
+                best.label if best else "none completed",
+                _at_operating_threshold(best, task.task, sweep.operating_threshold)
+                if best
+                else "n/a",
+                _fmt(task.best_aup),
+                _fmt(c.aup_b) if c else "n/a",
+                str(c.aup_diff) if c else "n/a",
+                _fmt(c.hypervolume_a) if c else "n/a",
+                _fmt(c.hypervolume_b) if c else "n/a",
+                str(c.hypervolume_diff) if c else "n/a",
+                f"{100 * c.dominating_share:.0f}%" if c else "n/a",
+            ]
+        )
+    return rows
+
+
+def _summary_notes(summary: SweepSummary, sweep: SweepData) -> list[str]:
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(sweep.state_counts().items()))
+    baselines = ", ".join(t.label for t in sweep.trials if t.is_baseline) or "none"
+    notes = [
+        f"Trials and baselines: {len(sweep.trials)} ({counts}); baselines: {baselines}.",
+        "AUP is d3LLM's Accuracy Under Parallelism of each curve's non-dominated points, with "
+        "y_max per task = the best accuracy any trial or baseline reached: "
+        + ", ".join(f"{t.task} {t.y_max:.1f}%" for t in summary.tasks)
+        + ".",
+        f"Hypervolume (HV) is the area dominated by a curve's points above the reference point "
+        f"TPF {summary.ref[0]:g}, accuracy {summary.ref[1]:g}% (TPF 1 = autoregressive decoding).",
+        f"Confidence intervals: percentile bootstrap over evaluated problems ({summary.n_boot} "
+        "replicates), paired when both curves were scored on the same problems. "
+        "Differences are best trial minus base.",
+    ]
+    return notes
+
+
+def _objectives_text(record_objectives: dict[str, float], tasks: list[str]) -> str:
+    lines = []
+    for task in tasks:
+        parts = [
+            f"{name} {_fmt(record_objectives.get(f'{task}/{key}'), 2 if key == 'tpf' else 1)}"
+            for key, name in (("accuracy", "acc"), ("tpf", "TPF"), ("aup", "AUP"))
+            if f"{task}/{key}" in record_objectives
+        ]
+        if parts:
+            lines.append(f"{task}: " + " · ".join(parts))
+    others = sorted(k for k in record_objectives if k.split("/")[0] not in tasks)
+    lines += [f"{k}: {_fmt(record_objectives[k], 3)}" for k in others]
+    return "\n".join(lines) or "-"
+
+
+def _trials_rows(sweep: SweepData) -> list[list[str]]:
+    header = [
+        "#",
+        "name",
+        "kind",
+        "state",
+        "seed",
+        "params",
+        "recorded objectives (acc, TPF at τ_op)",
+        "wall (s)",
+    ]
+    rows = [header]
+    for trial in sweep.trials:
+        record = trial.record
+        state = record.state + (f": {record.failure_reason}" if record.failure_reason else "")
+        rows.append(
+            [
+                str(record.number),
+                record.name,
+                record.kind,
+                state,
+                str(record.seed),
+                _params_text(record.params),
+                _objectives_text(record.objectives, sweep.tasks),
+                _fmt(record.wall_time, 0),
+            ]
+        )
+    return rows
+
+
+def _frontier_pages(sweep: SweepData) -> list[FigurePage]:
+    pages = []
+    for task in sweep.tasks:
+        trials = [_curve(t, task) for t in sweep.searched if t.task_records(task)]
+        baselines = [
+            _curve(t, task) for t in sweep.trials if t.is_baseline and t.task_records(task)
+        ]
+        published = overlay_points(task)
+        if not trials and not baselines:
+            pages.append(
+                FigurePage(f"Frontier: {task}", None, "No evaluation was recorded for this task.")
+            )
+            continue
+        figure = plots.frontier_figure(task, trials, baselines, published)
+        caption = (
+            "Each dot is one trial decoded at one threshold τ (colour). The red step line joins "
+            "the non-dominated trial points (labelled with trial and τ); dashed lines are the "
+            "baselines at each τ."
+        )
+        if published:
+            caption += (
+                f" Stars are published results for scale ({published[0].citation}); they are "
+                "8B-scale models, not runs of this sweep."
+            )
+        pages.append(FigurePage(f"Frontier: {task}", plots.figure_png(figure), caption))
+    return pages
+
+
+def _attainment_page(sweep: SweepData) -> FigurePage:
+    title = "Attainment across seeds"
+    by_task: dict[str, list[np.ndarray]] = {}
+    for task in sweep.tasks:
+        seeds: dict[int, list[np.ndarray]] = {}
+        for trial in sweep.searched:
+            if trial.record.state == "COMPLETE" and trial.task_records(task):
+                seeds.setdefault(trial.record.seed, []).append(trial.points(task))
+        if len(seeds) >= 2:
+            by_task[task] = [np.concatenate(v) for _, v in sorted(seeds.items())]
+    if not by_task:
+        return FigurePage(
+            title, None,
+            "Attainment bands need completed trials from at least two seeds; this sweep "
+            "recorded one seed, so there is no spread across seeds to show.",
+        )  # fmt: skip
+    figure = plots.attainment_figure(by_task)
+    caption = (
+        "Per seed, the points of all its completed trials form one run. The shaded band spans "
+        "from the region attained by every run (worst) to the region attained by any run (best); "
+        "the solid line is attained by at least half of the runs (median)."
+    )
+    return FigurePage(title, plots.figure_png(figure), caption)
+
+
+def _training_page(sweep: SweepData, summary: SweepSummary) -> FigurePage:
+    title = "Training curves"
+    runs = [(t.label, t.train) for t in sweep.trials if t.train]
+    if not runs:
+        return FigurePage(title, None, "No training steps were recorded (train.jsonl).")
+    highlight: dict[str, str] = {}
+    for task in summary.tasks:
+        if task.best is not None and task.best.train:
+            previous = highlight.get(task.best.label)
+            best_on = f"{previous.split('best on ')[1]}, {task.task}" if previous else task.task
+            highlight[task.best.label] = f"{task.best.label} (best on {best_on})"
+    baselines = [t.label for t in sweep.trials if t.is_baseline and t.train]
+    figure = plots.training_figure(runs, highlight, baselines)
+    caption = (
+        "Reward, rollout accuracy and rollout TPF per RL step, from each trial's train.jsonl. "
+        "The best trial per task is in colour; other trials are grey."
+    )
+    return FigurePage(title, plots.figure_png(figure), caption)
+
+
+def _importance_page(sweep: SweepData, seed: int) -> FigurePage:
+    title = "Hyperparameter importances"
+    importances = compute_importances(sweep, seed=seed)
+    if not importances.by_objective:
+        reason = importances.note or "no ranking could be computed"
+        return FigurePage(title, None, f"No importances: {reason}. Study: {importances.source}.")
+    figure = plots.importance_figure(importances.by_objective)
+    caption = (
+        "fANOVA importance of each searched parameter for each objective (Optuna), from the "
+        f"{importances.source}."
+    )
+    if importances.note:
+        caption += f" Skipped: {importances.note}."
+    return FigurePage(title, plots.figure_png(figure), caption)
+
+
+def _best_params(summary: SweepSummary) -> list[tuple[str, str]]:
+    seen: dict[str, tuple[str, str]] = {}
+    for task in summary.tasks:
+        if task.best is not None:
+            seen.setdefault(
+                task.best.label, (task.best.label, _params_text(task.best.record.params))
+            )
+    return list(seen.values())
+
+
+def _environment(sweep: SweepData) -> tuple[dict[str, str], str]:
+    recorded = sweep.meta.get("environment")
+    if isinstance(recorded, dict) and recorded:
+        return {str(k): str(v) for k, v in recorded.items()}, "Environment recorded by the sweep."
+    return environment(), (
+        "The sweep recorded no environment; these are the versions of the machine that rendered "
+        "this report."
+    )
+
+
+def build_content(
+    sweep: SweepData,
+    *,
+    ref: tuple[float, float] = DEFAULT_REF,
+    n_boot: int = 1000,
+    seed: int = 0,
+    step: Callable[[str], None] = lambda stage: None,
+) -> ReportContent:
+    """Everything the PDF shows; ``step(stage)`` is called as each stage finishes."""
+    summary = summarise(sweep, ref=ref, n_boot=n_boot, seed=seed)
+    step("findings")
+    frontiers = _frontier_pages(sweep)
+    step("frontiers")
+    attainment = _attainment_page(sweep)
+    step("attainment")
+    training = _training_page(sweep, summary)
+    step("training curves")
+    importances = _importance_page(sweep, seed)
+    step("importances")
+    env, env_note = _environment(sweep)
+    recorded_version = sweep.meta.get("code_version")
+    version = f"{recorded_version} (recorded by the sweep)" if recorded_version else "not recorded"
+    created = sweep.meta.get("created", "unknown time")
+    return ReportContent(
+        title=f"Sweep report: {sweep.name}",
+        subtitle=f"Sweep created {created} · read from {sweep.source} · rendered with {code_version()}",
+        verdict=summary.verdict,
+        summary_table=_summary_rows(summary, sweep),
+        summary_notes=_summary_notes(summary, sweep),
+        best_params=_best_params(summary),
+        frontiers=frontiers,
+        attainment=attainment,
+        trials_table=_trials_rows(sweep),
+        training=training,
+        importances=importances,
+        spec_text=sweep.spec_text,
+        meta_text=json.dumps(sweep.meta, indent=2, sort_keys=True) if sweep.meta else "",
+        code_version=version,
+        environment=env,
+        environment_note=env_note,
+        warnings=list(sweep.warnings),
+    )
+
+
+@contextlib.contextmanager
+def _quick_http_failures() -> Iterator[None]:
+    """An unreachable tracking server should cost seconds, not MLflow's minutes of retries."""
+    saved = {
+        k: os.environ.get(k)
+        for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+    }
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def log_pdf_to_run(pdf: Path, tracking_uri: str, run_id: str) -> str | None:
+    """Log ``pdf`` under ``report/`` of the run; returns a warning instead of raising."""
+    if tracking_uri.startswith("sqlite:///"):
+        # MLflow would create a fresh, empty database rather than fail: check first.
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not db.is_file():
+            return (
+                f"tracking store {tracking_uri} not found from {Path.cwd()}; run the report from "
+                f"the sweep's working directory to log it. The PDF is kept at {pdf}"
+            )
+    try:
+        with _quick_http_failures():
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(tracking_uri=tracking_uri).log_artifact(
+                run_id, str(pdf), artifact_path="report"
+            )
+    except Exception as e:  # any tracking failure must leave the PDF in place
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"could not log the PDF to MLflow run {run_id} at {tracking_uri} ({first_line}); the PDF is kept at {pdf}"
+    return None
+
+
+def build_report(
+    sweep: SweepData,
+    out: str | Path,
+    *,
+    ref: tuple[float, float] = DEFAULT_REF,
+    n_boot: int = 1000,
+    seed: int = 0,
+    log_to_mlflow: bool = True,
+    step: Callable[[str], None] = lambda stage: None,
+) -> ReportResult:
+    """Render the report PDF at ``out`` and log it to the sweep's parent MLflow run."""
+    content = build_content(sweep, ref=ref, n_boot=n_boot, seed=seed, step=step)
+    path = write_pdf(content, out)
+    step("PDF")
+    result = ReportResult(path, warnings=list(sweep.warnings))
+    uri, run_id = sweep.meta.get("tracking_uri"), sweep.meta.get("parent_run_id")
+    if log_to_mlflow and uri and run_id:
+        warning = log_pdf_to_run(path, str(uri), str(run_id))
+        if warning:
+            result.warnings.append(warning)
+        else:
+            result.logged_to_run = str(run_id)
+    step("MLflow")
+    return result

@@ -1,0 +1,208 @@
+"""Lay out a report's content as a multi-page PDF with reportlab (no system packages).
+
+This module only arranges what :mod:`pareto_bench.report.build` computed: text, tables and
+PNG figures, in a fixed order of pages.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4, landscape
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import cm
+from reportlab.platypus import (
+    Image,
+    PageBreak,
+    Paragraph,
+    Preformatted,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+PAGE = landscape(A4)
+MARGIN = 1.4 * cm
+FRAME_WIDTH = PAGE[0] - 2 * MARGIN
+FRAME_HEIGHT = PAGE[1] - 2 * MARGIN
+
+
+@dataclass
+class FigurePage:
+    title: str
+    png: bytes | None  # None: the page shows ``caption`` only, saying why there is no figure
+    caption: str
+
+
+@dataclass
+class ReportContent:
+    title: str
+    subtitle: str
+    verdict: str
+    summary_table: list[list[str]]  # first row is the header
+    summary_notes: list[str]
+    best_params: list[tuple[str, str]]  # (trial, "k=v, ...")
+    frontiers: list[FigurePage]
+    attainment: FigurePage
+    trials_table: list[list[str]]  # first row is the header
+    training: FigurePage
+    importances: FigurePage
+    spec_text: str
+    meta_text: str
+    code_version: str
+    environment: dict[str, str]
+    environment_note: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def _styles() -> dict[str, ParagraphStyle]:
+    base = getSampleStyleSheet()
+    return {
+        "title": ParagraphStyle("title", parent=base["Title"], fontSize=18, spaceAfter=4),
+        "subtitle": ParagraphStyle("subtitle", parent=base["Normal"], textColor=colors.grey),
+        "h2": ParagraphStyle("h2", parent=base["Heading2"], spaceBefore=2, spaceAfter=6),
+        "body": ParagraphStyle("body", parent=base["BodyText"], fontSize=9.5, leading=12.5),
+        "verdict": ParagraphStyle(
+            "verdict",
+            parent=base["BodyText"],
+            fontSize=11,
+            leading=15,
+            backColor=colors.HexColor("#eef5fb"),
+            borderPadding=6,
+            spaceBefore=6,
+            spaceAfter=10,
+        ),  # fmt: skip
+        "cell": ParagraphStyle("cell", parent=base["BodyText"], fontSize=7.5, leading=9.2),
+        "head": ParagraphStyle(
+            "head", parent=base["BodyText"], fontSize=7.5, leading=9.2, fontName="Helvetica-Bold"
+        ),  # fmt: skip
+        "caption": ParagraphStyle(
+            "caption",
+            parent=base["BodyText"],
+            fontSize=8.5,
+            leading=11,
+            textColor=colors.HexColor("#444444"),
+        ),  # fmt: skip
+        "code": ParagraphStyle("code", parent=base["Code"], fontSize=7, leading=8.6, leftIndent=0),
+    }
+
+
+def _table(rows: list[list[str]], widths: list[float], styles: dict[str, ParagraphStyle]) -> Table:
+    cells = [
+        [
+            Paragraph(escape(text).replace("\n", "<br/>"), styles["head" if i == 0 else "cell"])
+            for text in row
+        ]  # fmt: skip
+        for i, row in enumerate(rows)
+    ]
+    table = Table(cells, colWidths=widths, repeatRows=1)
+    table.setStyle(
+        TableStyle(
+            [
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde6ee")),
+                ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f6f8fa")]),
+                ("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#b8c4ce")),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LEFTPADDING", (0, 0), (-1, -1), 3),
+                ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+            ]
+        )
+    )
+    return table
+
+
+def _image(png: bytes, max_height: float) -> Image:
+    image = Image(io.BytesIO(png))
+    scale = min(FRAME_WIDTH / image.imageWidth, max_height / image.imageHeight)
+    image.drawWidth, image.drawHeight = image.imageWidth * scale, image.imageHeight * scale
+    return image
+
+
+def _figure_page(page: FigurePage, styles: dict[str, ParagraphStyle]) -> list:
+    flow: list = [Paragraph(escape(page.title), styles["h2"])]
+    if page.png is not None:
+        flow.append(_image(page.png, FRAME_HEIGHT - 3.2 * cm))
+        flow.append(Spacer(1, 4))
+    flow.append(Paragraph(escape(page.caption), styles["caption"]))
+    flow.append(PageBreak())
+    return flow
+
+
+def _proportional_widths(weights: list[float]) -> list[float]:
+    total = sum(weights)
+    return [FRAME_WIDTH * w / total for w in weights]
+
+
+def write_pdf(content: ReportContent, path: str | Path) -> Path:
+    """Render ``content`` to ``path`` (parent folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    styles = _styles()
+    flow: list = [
+        Paragraph(escape(content.title), styles["title"]),
+        Paragraph(escape(content.subtitle), styles["subtitle"]),
+        Paragraph(escape(content.verdict), styles["verdict"]),
+    ]
+    header = content.summary_table[0]
+    flow.append(
+        _table(
+            content.summary_table, _proportional_widths([1.4] + [1.0] * (len(header) - 1)), styles
+        )
+    )
+    if content.best_params:
+        flow.append(Spacer(1, 8))
+        rows = [["best trial", "parameters"], *[[a, b] for a, b in content.best_params]]
+        flow.append(_table(rows, _proportional_widths([1, 7]), styles))
+    flow.append(Spacer(1, 8))
+    for note in content.summary_notes:
+        flow.append(Paragraph(escape(note), styles["body"]))
+    flow.append(PageBreak())
+
+    for page in content.frontiers:
+        flow += _figure_page(page, styles)
+    flow += _figure_page(content.attainment, styles)
+
+    flow.append(Paragraph("All trials and baselines", styles["h2"]))
+    widths = _proportional_widths([0.5, 1.1, 0.8, 1.6, 0.5, 3.4, 3.6, 0.7])
+    flow.append(_table(content.trials_table, widths[: len(content.trials_table[0])], styles))
+    flow.append(PageBreak())
+
+    flow += _figure_page(content.training, styles)
+    flow += _figure_page(content.importances, styles)
+
+    flow.append(Paragraph("Provenance: spec, code version and environment", styles["h2"]))
+    flow.append(Paragraph(f"<b>Code version:</b> {escape(content.code_version)}", styles["body"]))
+    flow.append(Paragraph("spec.yaml (the resolved sweep spec, exactly as recorded)", styles["h2"]))
+    flow.append(Preformatted(content.spec_text or "(missing)", styles["code"], maxLineLength=170))
+    flow.append(Paragraph("sweep.json", styles["h2"]))
+    flow.append(Preformatted(content.meta_text or "(missing)", styles["code"], maxLineLength=170))
+    flow.append(Paragraph("Environment", styles["h2"]))
+    flow.append(Paragraph(escape(content.environment_note), styles["caption"]))
+    env_rows = [["package", "version"], *[[k, v] for k, v in content.environment.items()]]
+    environment_table = _table(env_rows, [5 * cm, 9 * cm], styles)
+    environment_table.hAlign = "LEFT"
+    flow.append(environment_table)
+    if content.warnings:
+        flow.append(Paragraph("Reading warnings", styles["h2"]))
+        for warning in content.warnings:
+            flow.append(Paragraph("• " + escape(warning), styles["body"]))
+
+    def footer(canvas, doc) -> None:  # noqa: ANN001 (reportlab callback)
+        canvas.saveState()
+        canvas.setFont("Helvetica", 7.5)
+        canvas.setFillColor(colors.grey)
+        canvas.drawString(MARGIN, 0.7 * cm, f"pareto-bench · {content.title}")
+        canvas.drawRightString(PAGE[0] - MARGIN, 0.7 * cm, f"page {doc.page}")
+        canvas.restoreState()
+
+    document = SimpleDocTemplate(
+        str(path), pagesize=PAGE, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
+        bottomMargin=MARGIN, title=content.title, author="pareto-bench",
+    )  # fmt: skip
+    document.build(flow, onFirstPage=footer, onLaterPages=footer)
+    return path

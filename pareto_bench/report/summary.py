@@ -1,0 +1,115 @@
+"""The report's findings: the best trial per task and how far it is ahead of the base model.
+
+Everything is computed from the recorded eval points. AUP here is the frontier AUP of each
+curve (:func:`pareto_bench.frontier.frontier_aup`) with one ``y_max`` per task, the best
+accuracy any trial or baseline reached on it, as the paper sets it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pareto_bench.frontier import DEFAULT_REF, TaskComparison, compare, frontier_aup
+from pareto_bench.report.sweep_data import BASE_BASELINE, SweepData, TrialData
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    task: str
+    y_max: float
+    best: TrialData | None  # the completed trial with the highest AUP on this task
+    best_aup: float
+    base: TrialData | None
+    comparison: TaskComparison | None  # best versus base
+    verdict: str  # one clause
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    tasks: list[TaskSummary]
+    verdict: str  # one sentence
+    ref: tuple[float, float]
+    n_boot: int
+
+
+def task_y_max(sweep: SweepData, task: str) -> float:
+    accuracies = [r.accuracy for t in sweep.trials for r in t.task_records(task)]
+    best = max(accuracies, default=0.0)
+    return best if best > 0 else 100.0
+
+
+def _best_trial(sweep: SweepData, task: str, y_max: float) -> tuple[TrialData | None, float]:
+    scored = [
+        (frontier_aup(t.points(task), y_max), t)
+        for t in sweep.searched
+        if t.record.state == "COMPLETE" and t.task_records(task)
+    ]
+    if not scored:
+        return None, float("nan")
+    aup, trial = max(scored, key=lambda item: (item[0], -item[1].number))
+    return trial, aup
+
+
+def _clause(summary_task: str, best: TrialData | None, comparison: TaskComparison | None) -> str:
+    if best is None:
+        return f"{summary_task}: no trial completed"
+    if comparison is None:
+        return f"{summary_task}: {best.label} is best, with no base model to compare against"
+    diff = comparison.aup_diff
+    if not diff.available:
+        direction = "leads" if diff.estimate >= 0 else "trails"
+        return (
+            f"{summary_task}: {best.label} {direction} the base model by {abs(diff.estimate):.1f} "
+            "AUP (no per-sample results, so no CI)"
+        )
+    ci = f"AUP {diff.estimate:+.1f}, 95% CI {diff.low:+.1f} to {diff.high:+.1f}"
+    if diff.low > 0:
+        return f"{summary_task}: {best.label} beats the base model ({ci})"
+    if diff.high < 0:
+        return (
+            f"{summary_task}: even the best trial, {best.label}, falls behind the base model ({ci})"
+        )
+    return f"{summary_task}: {best.label} is level with the base model within noise ({ci})"
+
+
+def summarise(
+    sweep: SweepData,
+    *,
+    ref: tuple[float, float] = DEFAULT_REF,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> SweepSummary:
+    base = sweep.baseline(BASE_BASELINE)
+    summaries = []
+    for task in sweep.tasks:
+        y_max = task_y_max(sweep, task)
+        best, best_aup = _best_trial(sweep, task, y_max)
+        comparison = None
+        if best is not None and base is not None and base.task_records(task):
+            comparison = compare(
+                best.task_records(task),
+                base.task_records(task),
+                ref=ref,
+                y_max=y_max,
+                n=n_boot,
+                seed=seed,
+            )[task]
+        summaries.append(
+            TaskSummary(
+                task, y_max, best, best_aup, base, comparison, _clause(task, best, comparison)
+            )
+        )
+    if not summaries:
+        verdict = "No task was evaluated, so there is nothing to compare yet."
+    elif base is None:
+        verdict = (
+            "No `base` baseline was recorded, so the best trials cannot be measured against the "
+            "untrained model; " + "; ".join(s.verdict for s in summaries) + "."
+        )
+    else:
+        verdict = (
+            "Best trial per task against the base model: "
+            + "; ".join(s.verdict for s in summaries)
+            + "."
+        )
+    return SweepSummary(summaries, verdict, ref, n_boot)
