@@ -1,0 +1,13 @@
+"""The sweep harness, one module per concern; ``pareto_bench.sweep`` is its public face.
+
+spec       SweepSpec from sweeps/*.yaml, --set overrides, validation
+samplers   Optuna samplers by name; the baseline-free view they see
+study      storage, one-time setup, atomic claims, heartbeats, dead-worker recovery
+trial      TrialSpec, the trial body (train + evaluate), objectives
+executors  where a trial runs: in-process or a subprocess
+layout     how a trial appears in the tracker
+outdir     the sweep's output directory
+progress   the live display
+runner     the worker loop tying them together
+plan       pre-flight checks and --dry-run
+"""

@@ -1,0 +1,93 @@
+"""How a trial appears in the tracker (docs/ARCHITECTURE.md, "MLflow layout"). Pure functions
+from records to metric points, params and tags.
+
+- Training curves: ``train/<field>`` at step = RL step.
+- Evaluation curve, per task: ``{task}/accuracy`` and ``{task}/tpf`` (and ``{task}/threshold``)
+  at the same step, one step per threshold in ascending order, so that MLflow's chart view can
+  plot accuracy against ``{task}/tpf`` and draw each run's frontier.
+- Summary: ``{task}/aup``, ``{task}/hypervolume``, ``{task}/accuracy_at_op`` and
+  ``{task}/tpf_at_op`` (MLflow rejects ``@`` in metric names, hence ``_at_op``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pareto_bench.records import EvalRecord, TrainStepRecord
+from pareto_bench.sweeping.spec import flatten
+from pareto_bench.sweeping.trial import TrialSpec
+from pareto_bench.tracking import Metric
+
+AT_OP = "_at_op"
+# Objective metrics measured at the operating threshold; the others describe the whole curve.
+_AT_OP_METRICS = {"accuracy", "tpf"}
+_NOT_CURVES = {"step", "schema_version"}
+
+
+def train_metrics(record: TrainStepRecord) -> list[Metric]:
+    return [
+        Metric(f"train/{f.name}", float(getattr(record, f.name)), record.step)
+        for f in dataclasses.fields(record)
+        if f.name not in _NOT_CURVES and _finite(getattr(record, f.name))
+    ]
+
+
+def eval_metrics(records: Iterable[EvalRecord]) -> list[Metric]:
+    by_task: dict[str, list[EvalRecord]] = {}
+    for record in records:
+        by_task.setdefault(record.task, []).append(record)
+    points: list[Metric] = []
+    for task, rows in by_task.items():
+        for step, row in enumerate(sorted(rows, key=lambda r: r.threshold)):
+            values = {
+                "accuracy": row.accuracy,
+                "tpf": row.tpf,
+                "threshold": row.threshold,
+                **row.extra,
+            }
+            points += [
+                Metric(f"{task}/{k}", float(v), step) for k, v in values.items() if _finite(v)
+            ]
+    return points
+
+
+def summary_metrics(objectives: Mapping[str, float]) -> list[Metric]:
+    """Objective values under their tracker names: ``{task}/accuracy`` becomes
+    ``{task}/accuracy_at_op``, so that it does not mix with the curve of the same task."""
+    points = []
+    for key, value in objectives.items():
+        task, _, metric = key.rpartition("/")
+        name = f"{task}/{metric}{AT_OP}" if metric in _AT_OP_METRICS else key
+        if _finite(value):
+            points.append(Metric(name, float(value), 0))
+    return points
+
+
+def tracker_key(objective: str) -> str:
+    """The tracker metric name of an objective key."""
+    return summary_metrics({objective: 0.0})[0].key
+
+
+def trial_params(spec: TrialSpec) -> dict[str, Any]:
+    """The resolved trainer config under its dotted field names (so searched fields such as
+    ``reward.tpf_weight`` are columns), plus the evaluation settings under ``eval.``."""
+    params: dict[str, Any] = {"kind": spec.kind, "name": spec.name, "model": spec.model}
+    if spec.config is not None:
+        params.update(flatten(spec.config))
+    params.update(
+        {
+            "eval.tasks": ",".join(spec.tasks),
+            "eval.thresholds": ",".join(f"{t:g}" for t in spec.thresholds),
+            "eval.limit": spec.limit,
+            "eval.max_new_tokens": spec.max_new_tokens,
+        }
+    )
+    params.update(spec.params)  # the sampled values, exactly as Optuna holds them
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,472 @@
+"""Running a sweep: the worker loop that turns study slots into tracked, recorded trials.
+
+Every process of a sweep, the first one or the Nth ``--worker``, runs the same loop:
+
+1. open the output directory, the study (set up once) and the tracker's parent run;
+2. fail (and re-enqueue once) any trial whose worker died;
+3. claim the next waiting trial, sample its parameters, resolve its trainer config;
+4. run it through the executor, streaming its training curve to the tracker;
+5. log its evaluation and artifacts, then tell the study and append to ``trials.jsonl``;
+
+until no trial is left. Optuna is the source of truth for trial state; ``trials.jsonl`` and
+the tracker follow it, and a re-run first brings ``trials.jsonl`` up to date.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pareto_bench.config import ConfigError, build, deep_merge, read_yaml, set_dotted
+from pareto_bench.records import TrainStepRecord, TrialRecord
+from pareto_bench.sweeping import layout
+from pareto_bench.sweeping.executors import Executor, make_executor
+from pareto_bench.sweeping.outdir import SweepDir, sweep_info
+from pareto_bench.sweeping.progress import Snapshot, SweepDisplay, best_records
+from pareto_bench.sweeping.samplers import BASELINE, KIND_ATTR, SEARCH, build_sampler
+from pareto_bench.sweeping.spec import (
+    BASE_MODEL_BASELINE,
+    SweepSpec,
+    flatten,
+    nest,
+    resolve_recipe_path,
+)
+from pareto_bench.sweeping.study import (
+    NAME,
+    OBJECTIVES,
+    RUN_ID,
+    SEED,
+    WALL_TIME,
+    SweepStudy,
+    open_storage,
+    record_of,
+    trial_name,
+)
+from pareto_bench.sweeping.trial import (
+    CONFIG_FILE,
+    DEFAULT_BODY,
+    EVAL_FILE,
+    TRAIN_FILE,
+    TrialFailed,
+    TrialSpec,
+    failure_reason,
+    summarize,
+)
+from pareto_bench.tracking import Metric, Tracker, default_tracking_uri, get_tracker
+
+# What a sweep changes in every trainer config, before the recipe and the spec's own `train`:
+# the sweep evaluates each checkpoint itself, and only the final checkpoint is kept.
+SWEEP_TRAIN_DEFAULTS: dict[str, Any] = {"eval_every": 0, "save_every": 0}
+
+
+@dataclass
+class SweepOptions:
+    spec_path: Path | None = None
+    trials: int | None = None  # the search budget; None uses the spec's
+    storage: str | None = None  # None: a journal file in the output directory
+    tracking_uri: str | None = None  # None: the local SQLite store under the cwd
+    out_dir: Path | None = None  # None: runs/<spec name>
+    worker: bool = False  # join an existing sweep; never changes its setup
+    progress: bool = True
+    body: str = DEFAULT_BODY
+    max_trials: int | None = None  # stop this process after this many trials
+
+
+@dataclass
+class SweepResult:
+    out_dir: Path
+    storage: str
+    tracking_uri: str
+    parent_run_id: str
+    ran: list[TrialRecord] = field(default_factory=list)  # what this process ran
+    recovered: list[TrialRecord] = field(default_factory=list)  # dead trials it marked failed
+    counts: dict[str, int] = field(default_factory=dict)  # the study's trial states at the end
+    tracking_seconds: float = 0.0
+
+
+def default_out_dir(spec: SweepSpec) -> Path:
+    return Path("runs") / spec.name
+
+
+def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepResult:
+    sweep = Sweep.open(spec, options)
+    try:
+        return sweep.run()
+    finally:
+        sweep.close()
+
+
+class Sweep:
+    """One process's view of a sweep: its study, tracker, output directory and executor."""
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        options: SweepOptions,
+        out: SweepDir,
+        study: SweepStudy,
+        tracker: Tracker,
+        executor: Executor,
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        self.out = out
+        self.study = study
+        self.tracker = tracker
+        self.executor = executor
+        self.budget = options.trials if options.trials is not None else spec.trials
+        self.parent_run_id = study.parent_run(tracker.uri)
+        self.display = SweepDisplay(
+            spec.name, spec.objective_keys, self.snapshot, enabled=options.progress
+        )
+        self._ended_parent = False
+
+    @classmethod
+    def open(cls, spec: SweepSpec, options: SweepOptions) -> Sweep:
+        out = SweepDir(Path(options.out_dir or default_out_dir(spec)))
+        out.root.mkdir(parents=True, exist_ok=True)
+        budget = options.trials if options.trials is not None else spec.trials
+        plan = build_sampler(spec, str(options.spec_path or "spec"))
+        storage, label = open_storage(options.storage, out.root)
+        tracker = get_tracker(options.tracking_uri or default_tracking_uri())
+        study = SweepStudy.open(
+            spec, storage, label, plan, n_trials=budget, coordinator=not options.worker
+        )
+        executor = make_executor(spec.executor.name, options.body)
+        sweep = cls(spec, options, out, study, tracker, executor)
+        sweep._start_parent_run()
+        sweep._catch_up_records()
+        return sweep
+
+    def close(self) -> None:
+        pass
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> SweepResult:
+        result = SweepResult(
+            self.out.root, self.study.storage_label, self.tracker.uri, self.parent_run_id
+        )
+        with self.display:
+            while self.options.max_trials is None or len(result.ran) < self.options.max_trials:
+                result.recovered += self.recover_dead()
+                claimed = self.study.claim(self.budget)
+                if claimed is None:
+                    break
+                result.ran.append(self.run_trial(*claimed))
+        result.recovered += self.recover_dead()
+        result.counts = dict(self.study.state_counts())
+        self._finish_parent_run(result.counts)
+        result.tracking_seconds = float(getattr(self.tracker, "seconds", 0.0))
+        return result
+
+    def recover_dead(self) -> list[TrialRecord]:
+        """Fail every trial whose worker died: in the study, the tracker and trials.jsonl."""
+        recovered = []
+        for trial, reason in self.study.dead_trials(self.spec.executor.stale_after_s):
+            if not self.study.fail(trial.number, reason):
+                continue  # another worker got there first
+            run_id = str(trial.user_attrs.get(RUN_ID, ""))
+            self.tracker.set_tags(run_id, {"failure_reason": reason})
+            self.tracker.end_run(run_id, "FAILED")
+            record = record_of(self.study.frozen(trial.number))
+            self.out.append_trial(record)
+            recovered.append(record)
+            retried = self.study.retry(trial)
+            self.display.note(
+                f"{record.name} (#{record.number}) marked FAILED: {reason}"
+                + ("; re-enqueued with the same parameters" if retried else "")
+            )
+        return recovered
+
+    def run_trial(self, trial: Any, optuna_study: Any) -> TrialRecord:
+        number = trial.number
+        kind = trial.user_attrs.get(KIND_ATTR, SEARCH)
+        name = trial_name(trial)
+        params = (
+            {key: param.suggest(trial, key) for key, param in self.spec.search_space.items()}
+            if kind == SEARCH
+            else {}
+        )
+        started = time.monotonic()
+        run_id = self.tracker.start_run(
+            name,
+            experiment=self.spec.experiment_name,
+            parent_run_id=self.parent_run_id,
+            tags={
+                "kind": kind,
+                "trial_number": str(number),
+                "sweep": self.spec.name,
+                "study": self.study.name,
+            },
+        )
+        self.study.set_attrs(number, **{NAME: name, RUN_ID: run_id, SEED: self.spec.seed})
+        self.out.append_trial(record_of(self.study.frozen(number)))
+
+        failure = ""
+        objectives: dict[str, float] = {}
+        try:
+            with self.study.heartbeat(number, self.spec.executor.heartbeat_s):
+                spec = self.trial_spec(number, kind, name, params)
+                self.tracker.log_params(run_id, layout.trial_params(spec))
+                total = (spec.config or {}).get("steps")
+                self.display.trial_started(number, name, params, total)
+                curves = CurveStream(self.tracker, run_id)
+                try:
+                    records = self.executor.run(spec, curves.add_step(self.display.step))
+                finally:
+                    curves.flush()
+                objectives = summarize(
+                    records,
+                    operating_threshold=self.spec.eval.operating_threshold,
+                    y_max=self.spec.eval.y_max,
+                    hv_reference=self.spec.eval.hv_reference,
+                )
+                values = [objectives.get(key, math.nan) for key in self.spec.objective_keys]
+                bad = [
+                    k
+                    for k, v in zip(self.spec.objective_keys, values, strict=True)
+                    if not math.isfinite(v)
+                ]
+                if bad:
+                    raise TrialFailed(f"objective {bad[0]} is {objectives.get(bad[0], 'missing')}")
+                self.tracker.log_metrics(
+                    run_id, layout.eval_metrics(records) + layout.summary_metrics(objectives)
+                )
+        except TrialFailed as e:
+            failure = e.reason
+        except ConfigError as e:  # a sampled value the trainer config rejects
+            failure = f"ConfigError: {e}"
+        except KeyboardInterrupt:
+            self._end_trial(number, run_id, started, "interrupted (Ctrl-C)", {}, None, "KILLED")
+            raise
+        except Exception as e:  # a harness error fails this trial, not the sweep
+            failure = failure_reason(e)
+        values = None if failure else [objectives[k] for k in self.spec.objective_keys]
+        return self._end_trial(
+            number, run_id, started, failure, objectives, (optuna_study, trial, values)
+        )
+
+    def _end_trial(
+        self,
+        number: int,
+        run_id: str,
+        started: float,
+        failure: str,
+        objectives: dict[str, float],
+        tell: tuple[Any, Any, list[float] | None] | None,
+        failed_status: str = "FAILED",
+    ) -> TrialRecord:
+        trial_dir = self.out.trial_dir(number)
+        for artifact in (CONFIG_FILE, TRAIN_FILE, EVAL_FILE):
+            self.tracker.log_artifact(run_id, trial_dir / artifact)
+        self.study.set_attrs(number, **{WALL_TIME: time.monotonic() - started})
+        if failure:
+            self.tracker.set_tags(run_id, {"failure_reason": failure})
+            self.tracker.end_run(run_id, failed_status)
+            self.study.fail(number, failure)
+        else:
+            assert tell is not None and tell[2] is not None
+            self.tracker.end_run(run_id, "FINISHED")
+            self.study.set_attrs(number, **{OBJECTIVES: objectives})
+            optuna_study, trial, values = tell
+            self.study.complete(optuna_study, trial, values)
+        record = record_of(self.study.frozen(number))
+        self.out.append_trial(record)
+        self.tracker.log_artifact(self.parent_run_id, self.out.trials_jsonl)
+        self.display.trial_finished(record)
+        return record
+
+    # -- trials -------------------------------------------------------------------------
+
+    def trial_spec(self, number: int, kind: str, name: str, params: dict[str, Any]) -> TrialSpec:
+        spec = self.spec
+        config = resolve_trial_config(spec, self.options.spec_path, kind, name, params)
+        return TrialSpec(
+            number=number,
+            kind=kind,
+            name=name,
+            trial_dir=str(self.out.trial_dir(number).resolve()),
+            model=spec.model,
+            tasks=list(spec.eval.tasks),
+            thresholds=spec.eval.all_thresholds,
+            config=config,
+            params=params,
+            limit=spec.eval.limit,
+            batch_size=spec.eval.batch_size,
+            max_new_tokens=spec.eval.max_new_tokens,
+            eval_seed=spec.eval.seed,
+            data_dir=str(spec.data_dir) if spec.data_dir else None,
+            timeout_s=spec.executor.timeout_s,
+            threads=spec.executor.threads,
+        )
+
+    # -- the parent run and records -----------------------------------------------------
+
+    def _start_parent_run(self) -> None:
+        if not self.parent_run_id:
+            self.parent_run_id = self.tracker.start_run(
+                self.spec.name,
+                experiment=self.spec.experiment_name,
+                tags={"kind": "sweep", "sweep": self.spec.name, "study": self.study.name},
+            )
+            if self.parent_run_id:
+                self.study.set_parent_run(self.tracker.uri, self.parent_run_id)
+                self.tracker.log_params(self.parent_run_id, sweep_params(self.spec))
+        previous = self.out.read_info()
+        info = sweep_info(
+            self.spec,
+            spec_path=self.options.spec_path,
+            storage=self.study.storage_label,
+            tracking_uri=self.tracker.uri,
+            parent_run_id=self.parent_run_id,
+            created=previous.get("created"),
+        )
+        self.out.write_metadata(self.spec, info)
+        self.tracker.log_artifact(self.parent_run_id, self.out.spec_yaml)
+        self.tracker.log_artifact(self.parent_run_id, self.out.sweep_json)
+
+    def _catch_up_records(self) -> None:
+        """Append a row for every trial whose last ``trials.jsonl`` row disagrees with the study
+        (a worker killed between telling the study and writing its row)."""
+        latest = self.out.latest_trials()
+        for trial in self.study.trials():
+            if trial.state.name == "WAITING":
+                continue
+            record = record_of(trial)
+            seen = latest.get(trial.number)
+            if seen is None or seen.state != record.state:
+                self.out.append_trial(record)
+
+    def _finish_parent_run(self, counts: dict[str, int]) -> None:
+        if counts.get("WAITING", 0) or counts.get("RUNNING", 0):
+            return  # other workers are still at it; the last one out closes the run
+        records = [record_of(t) for t in self.study.trials()]
+        points = [
+            Metric("trials/complete", counts.get("COMPLETE", 0)),
+            Metric("trials/failed", counts.get("FAIL", 0)),
+        ]
+        self.tracker.log_metrics(self.parent_run_id, points)
+        self.tracker.log_artifact(self.parent_run_id, self.out.trials_jsonl)
+        self.tracker.end_run(self.parent_run_id, "FINISHED")
+        best = best_records(records, self.spec.objective_keys)
+        if best:
+            self.display.note(
+                "non-dominated: " + ", ".join(f"{r.name} (#{r.number})" for r in best)
+            )
+
+    def snapshot(self) -> Snapshot:
+        trials = self.study.trials()
+        records = [record_of(t) for t in trials if t.state.name != "WAITING"]
+        finished = [r for r in records if r.state in ("COMPLETE", "FAIL") and r.wall_time > 0]
+        return Snapshot(
+            done=sum(r.state == "COMPLETE" for r in records),
+            failed=sum(r.state == "FAIL" for r in records),
+            running=sum(r.state == "RUNNING" for r in records),
+            waiting=sum(
+                t.state.name == "WAITING" and self.study.in_budget(t, self.budget) for t in trials
+            ),
+            mean_trial_s=sum(r.wall_time for r in finished) / len(finished) if finished else None,
+            best=best_records(records, self.spec.objective_keys),
+        )
+
+
+class CurveStream:
+    """Training-curve points, sent to the tracker in batches rather than one call per step."""
+
+    FLUSH_EVERY_S = 10.0
+    FLUSH_EVERY_POINTS = 500
+
+    def __init__(self, tracker: Tracker, run_id: str) -> None:
+        self.tracker = tracker
+        self.run_id = run_id
+        self._points: list[Metric] = []
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add_step(
+        self, also: Callable[[TrainStepRecord], None]
+    ) -> Callable[[TrainStepRecord], None]:
+        def on_step(record: TrainStepRecord) -> None:
+            also(record)
+            with self._lock:
+                self._points += layout.train_metrics(record)
+                due = (
+                    len(self._points) >= self.FLUSH_EVERY_POINTS
+                    or time.monotonic() - self._last_flush > self.FLUSH_EVERY_S
+                )
+            if due:
+                self.flush()
+
+        return on_step
+
+    def flush(self) -> None:
+        with self._lock:
+            points, self._points = self._points, []
+            self._last_flush = time.monotonic()
+        self.tracker.log_metrics(self.run_id, points)
+
+
+def resolve_trial_config(
+    spec: SweepSpec, spec_path: Path | None, kind: str, name: str, params: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The trial's full ``TrainConfig`` as JSON: sweep defaults < recipe < ``spec.train`` <
+    sampled params < the spec's model, task, seed and data dir. ``None`` for the base model."""
+    from pareto_bench.rl.config import TrainConfig
+
+    if kind == BASELINE and name == BASE_MODEL_BASELINE:
+        return None
+    recipe = resolve_recipe_path(spec.recipe if kind == SEARCH else name, spec_path)
+    data = deep_merge(SWEEP_TRAIN_DEFAULTS, read_yaml(recipe))
+    data = deep_merge(data, nest(flatten(spec.train)))
+    for key, value in params.items():
+        set_dotted(data, key, value)
+    data.update(
+        name=f"{spec.name}-{name}",
+        model=spec.model,
+        task=spec.task,
+        seed=spec.seed,
+        data_dir=str(spec.data_dir) if spec.data_dir else None,
+        out_dir=None,
+    )
+    source = f"{spec_path or 'spec'} (recipe {recipe}, {name})"
+    return build(TrainConfig, data, source).model_dump(mode="json")
+
+
+def sweep_params(spec: SweepSpec) -> dict[str, Any]:
+    """The parent run's params: what a reader of the MLflow UI needs to know about the sweep."""
+    return {
+        "model": spec.model,
+        "recipe": spec.recipe,
+        "task": spec.task,
+        "trials": spec.trials,
+        "seed": spec.seed,
+        "sampler": spec.sampler.name,
+        "objectives": ",".join(spec.objective_keys),
+        "eval.tasks": ",".join(spec.eval.tasks),
+        "eval.thresholds": ",".join(f"{t:g}" for t in spec.eval.all_thresholds),
+        "eval.operating_threshold": spec.eval.operating_threshold,
+        "baselines": ",".join(spec.baselines),
+        **{f"search.{k}": _space_text(v) for k, v in spec.search_space.items()},
+        **{f"train.{k}": v for k, v in flatten(spec.train).items()},
+    }
+
+
+def _space_text(param: Any) -> str:
+    return str(param.distribution())
+
+
+__all__ = [
+    "CurveStream",
+    "Sweep",
+    "SweepOptions",
+    "SweepResult",
+    "default_out_dir",
+    "resolve_trial_config",
+    "run_sweep",
+]

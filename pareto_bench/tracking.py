@@ -1,0 +1,343 @@
+"""The tracker seam: where runs, params, metrics and artifacts are recorded.
+
+A ``Tracker`` is addressed by explicit run ids, never by "the active run", so one process can
+keep a sweep's parent run and a trial's child run open at once, from any thread. Only the
+sweep layer and the CLI create trackers; records on disk stay the source of truth, and a
+tracker is a view of them.
+
+- ``mlflow``: an ``MlflowClient`` on any tracking URI. The default store is a SQLite file,
+  ``<cwd>/mlruns/mlflow.db``, with artifacts beside it. Metrics go out with ``log_batch``.
+  If the store cannot be reached, the tracker prints one warning and goes offline: every
+  later call is a no-op, so the trial still completes and its records stay on disk.
+- ``null`` (``--tracking-uri none``): records nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from pareto_bench.registry import Registry
+
+__all__ = [
+    "PARENT_TAG",
+    "TRACKERS",
+    "Metric",
+    "MlflowTracker",
+    "NullTracker",
+    "Tracker",
+    "default_tracking_uri",
+    "get_tracker",
+    "local_store_dir",
+]
+
+# MLflow's own tag for nesting: the UI draws a child run under the run this tag names.
+PARENT_TAG = "mlflow.parentRunId"
+
+# MLflow's per-request limits (mlflow.utils.validation); batches are cut to fit them.
+_MAX_PARAMS_PER_BATCH = 100
+_MAX_METRICS_PER_BATCH = 1000
+_MAX_PARAM_LENGTH = 6000
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric point; ``step`` is the x-axis MLflow draws it on."""
+
+    key: str
+    value: float
+    step: int = 0
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """Explicit-run-id tracking. A run id of ``""`` means "not recorded" and is ignored."""
+
+    uri: str
+
+    def start_run(
+        self,
+        name: str,
+        *,
+        experiment: str,
+        parent_run_id: str = "",
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create a run (a child of ``parent_run_id`` when given) and return its id."""
+        ...
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None: ...
+
+    def log_metrics(self, run_id: str, metrics: Sequence[Metric]) -> None:
+        """Log many points in as few requests as the store allows."""
+        ...
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
+
+    def log_artifact(
+        self, run_id: str, path: str | os.PathLike[str], artifact_path: str = ""
+    ) -> None:
+        """Copy a file or a directory's contents into the run's artifacts."""
+        ...
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        """Close a run as ``FINISHED``, ``FAILED`` or ``KILLED``."""
+        ...
+
+
+TRACKERS: Registry[Any] = Registry("tracker")
+
+T = TypeVar("T")
+
+
+def local_store_dir(cwd: str | os.PathLike[str] | None = None) -> Path:
+    return Path(cwd or os.getcwd()).resolve() / "mlruns"
+
+
+def default_tracking_uri(cwd: str | os.PathLike[str] | None = None) -> str:
+    """``sqlite:///<cwd>/mlruns/mlflow.db``, absolute so that workers in other directories agree."""
+    return f"sqlite:///{local_store_dir(cwd) / 'mlflow.db'}"
+
+
+def get_tracker(uri: str | None = None) -> Tracker:
+    """The tracker for ``uri``: a registered tracker name (``none``, ``null``) or an MLflow URI."""
+    uri = uri or default_tracking_uri()
+    name = uri if uri in TRACKERS else "mlflow"
+    return TRACKERS.get(name)(uri)
+
+
+@TRACKERS.register("null")
+class NullTracker:
+    """Records nothing; every run id it hands out is ``""``."""
+
+    def __init__(self, uri: str = "none") -> None:
+        self.uri = uri
+
+    def start_run(
+        self,
+        name: str,
+        *,
+        experiment: str,
+        parent_run_id: str = "",
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        return ""
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, run_id: str, metrics: Sequence[Metric]) -> None:
+        pass
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        pass
+
+    def log_artifact(
+        self, run_id: str, path: str | os.PathLike[str], artifact_path: str = ""
+    ) -> None:
+        pass
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        pass
+
+
+TRACKERS.register("none", NullTracker)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _sqlite_dir(uri: str) -> Path | None:
+    """The directory of a ``sqlite:///`` store, where its artifacts are kept too."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]).resolve().parent if uri.startswith(prefix) else None
+
+
+class MlflowTracker:
+    """An ``MlflowClient`` with explicit run ids and batched logging, that never fails a trial.
+
+    ``seconds`` accumulates the wall time spent inside tracking calls, which is how the
+    sweep benchmark measures tracking overhead.
+    """
+
+    # An unreachable server must not stall a trial for minutes of MLflow's default retries.
+    _HTTP_DEFAULTS = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    }
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.seconds = 0.0
+        self.offline = False
+        self._client: Any = None
+        self._experiments: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # -- the Tracker protocol ---------------------------------------------------------
+
+    def start_run(
+        self,
+        name: str,
+        *,
+        experiment: str,
+        parent_run_id: str = "",
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        all_tags = dict(tags or {})
+        if parent_run_id:
+            all_tags[PARENT_TAG] = parent_run_id
+
+        def create(client: Any) -> str:
+            experiment_id = self._experiment_id(client, experiment)
+            return str(client.create_run(experiment_id, run_name=name, tags=all_tags).info.run_id)
+
+        return self._call("start a run", create, default="")
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        if run_id and params:
+            from mlflow.entities import Param
+
+            entries = [Param(str(k), _param_text(v)) for k, v in params.items()]
+            self._log_batches("log params", run_id, "params", entries, _MAX_PARAMS_PER_BATCH)
+
+    def log_metrics(self, run_id: str, metrics: Sequence[Metric]) -> None:
+        if run_id and metrics:
+            from mlflow.entities import Metric as MlflowMetric
+
+            now = int(time.time() * 1000)
+            entries = [MlflowMetric(m.key, float(m.value), now, int(m.step)) for m in metrics]
+            self._log_batches("log metrics", run_id, "metrics", entries, _MAX_METRICS_PER_BATCH)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        if run_id and tags:
+            from mlflow.entities import RunTag
+
+            entries = [RunTag(str(k), str(v)) for k, v in tags.items()]
+            self._log_batches("set tags", run_id, "tags", entries, _MAX_PARAMS_PER_BATCH)
+
+    def log_artifact(
+        self, run_id: str, path: str | os.PathLike[str], artifact_path: str = ""
+    ) -> None:
+        path = Path(path)
+        if not run_id or not path.exists():
+            return
+
+        def upload(client: Any) -> None:
+            if path.is_dir():
+                client.log_artifacts(run_id, str(path), artifact_path or None)
+            else:
+                client.log_artifact(run_id, str(path), artifact_path or None)
+
+        self._call(f"log artifact {path.name}", upload)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        if run_id:
+            self._call("end a run", lambda client: client.set_terminated(run_id, status=status))
+
+    # -- internals --------------------------------------------------------------------
+
+    def _log_batches(
+        self, action: str, run_id: str, kind: str, entries: list[Any], size: int
+    ) -> None:
+        def send(client: Any) -> None:
+            for chunk in _chunks(entries, size):
+                client.log_batch(run_id, **{kind: chunk}, synchronous=True)
+
+        self._call(action, send)
+
+    def _call(self, action: str, fn: Callable[[Any], T], default: T | None = None) -> T | None:
+        """Run one tracking action, timed; a failure turns into a one-time warning and
+        takes the tracker offline, so a trial never fails because of its tracking."""
+        if self.offline:
+            return default
+        start = time.perf_counter()
+        try:
+            with self._lock:
+                return fn(self._connect())
+        except Exception as e:  # any store or network failure
+            self._go_offline(action, e)
+            return default
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            for key, value in self._HTTP_DEFAULTS.items():
+                os.environ.setdefault(key, value)
+            local = _sqlite_dir(self.uri)
+            if local is not None:
+                local.mkdir(parents=True, exist_ok=True)
+            _quiet_store_logs()
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def _experiment_id(self, client: Any, name: str) -> str:
+        if name not in self._experiments:
+            found = client.get_experiment_by_name(name)
+            self._experiments[name] = (
+                str(found.experiment_id)
+                if found is not None
+                else self._create_experiment(client, name)
+            )
+        return self._experiments[name]
+
+    def _create_experiment(self, client: Any, name: str) -> str:
+        local = _sqlite_dir(self.uri)
+        # Keep a local store's artifacts beside its database, not under whatever the cwd is.
+        location = (local / "artifacts" / _safe_dir_name(name)).as_uri() if local else None
+        try:
+            return str(client.create_experiment(name, artifact_location=location))
+        except Exception:
+            # Another worker created it between our lookup and our create.
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return str(found.experiment_id)
+
+    def _go_offline(self, action: str, error: Exception) -> None:
+        self.offline = True
+        text = str(error).strip()
+        reason = text.splitlines()[0][:200] if text else type(error).__name__
+        print(
+            f"warning: MLflow tracking at {self.uri} failed to {action} ({reason}); "
+            "tracking is off for the rest of this process, records stay on disk",
+            file=sys.stderr,
+        )
+
+
+TRACKERS.register("mlflow", MlflowTracker)
+
+
+def _param_text(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= _MAX_PARAM_LENGTH else text[: _MAX_PARAM_LENGTH - 3] + "..."
+
+
+def _safe_dir_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "default"
+
+
+def _quiet_store_logs() -> None:
+    # The SQLite store checks (and on first use creates) its schema, logging at INFO each time.
+    import logging
+
+    for name in ("alembic", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def finite_metrics(metrics: Iterable[Metric]) -> list[Metric]:
+    """Drop NaN/inf points (MLflow stores them, but they break the UI's chart axes)."""
+    return [m for m in metrics if math.isfinite(m.value)]
