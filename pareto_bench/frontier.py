@@ -34,6 +34,7 @@ __all__ = [
     "Interval",
     "TaskComparison",
     "aup",
+    "aup_method",
     "aup_weight",
     "as_points",
     "attainment_surface",
@@ -46,6 +47,7 @@ __all__ = [
     "hypervolume",
     "pareto_front",
     "record_points",
+    "records_aup",
 ]
 
 # TPF 1 is autoregressive decoding, so the default hypervolume measures the area gained over
@@ -388,6 +390,8 @@ class TaskComparison:
     aup_a: float
     aup_b: float
     aup_diff: Interval
+    aup_method_a: str  # "curve" (the paper's AUP) or "frontier"; see records_aup
+    aup_method_b: str
     dominating_share: float  # share of A's frontier points that dominate a point of B's frontier
     covered_share: float  # share of B's frontier points dominated by a point of A's frontier
     frontier_a: list[tuple[float, float]]
@@ -405,6 +409,24 @@ class TaskComparison:
 def record_points(records: Sequence[EvalRecord]) -> NDArray[np.float64]:
     """(TPF, accuracy) rows of ``records``, in order."""
     return as_points([(r.tpf, r.accuracy) for r in records])
+
+
+def aup_method(records: Sequence[EvalRecord]) -> str:
+    """``"curve"`` when the records are one curve (each threshold once, as for one
+    checkpoint on one task), else ``"frontier"`` (several curves mixed, as for a sweep)."""
+    thresholds = [r.threshold for r in records]
+    return "curve" if len(thresholds) == len(set(thresholds)) else "frontier"
+
+
+def records_aup(records: Sequence[EvalRecord], y_max: float, alpha: float = 3.0) -> float:
+    """AUP of one task's records: the paper's AUP over all points of a single curve, or the
+    AUP of the non-dominated points where several curves are mixed (:func:`aup_method`)."""
+    return _aup_for(records, y_max, alpha)(record_points(records))
+
+
+def _aup_for(records: Sequence[EvalRecord], y_max: float, alpha: float) -> Statistic:
+    score = aup if aup_method(records) == "curve" else frontier_aup
+    return lambda points: score(points, y_max, alpha)
 
 
 def _by_task(records: Sequence[EvalRecord]) -> dict[str, list[EvalRecord]]:
@@ -433,12 +455,10 @@ def _compare_task(
     def hv(points: NDArray[np.float64]) -> float:
         return hypervolume(points, ref)
 
-    def score(points: NDArray[np.float64]) -> float:
-        return frontier_aup(points, y_max, alpha)
-
+    score_a, score_b = _aup_for(a, y_max, alpha), _aup_for(b, y_max, alpha)
     pts_a, pts_b = record_points(a), record_points(b)
     front_a, front_b = pts_a[pareto_front(pts_a)], pts_b[pareto_front(pts_b)]
-    hv_a, hv_b, aup_a, aup_b = hv(pts_a), hv(pts_b), score(pts_a), score(pts_b)
+    hv_a, hv_b, aup_a, aup_b = hv(pts_a), hv(pts_b), score_a(pts_a), score_b(pts_b)
 
     replicate_a, replicate_b, paired, problems = _replicate_points(a, b, n, rng)
     if replicate_a is None or replicate_b is None:
@@ -447,7 +467,7 @@ def _compare_task(
     else:
         hv_reps = np.array([hv(p) - hv(q) for p, q in zip(replicate_a, replicate_b, strict=True)])
         aup_reps = np.array(
-            [score(p) - score(q) for p, q in zip(replicate_a, replicate_b, strict=True)]
+            [score_a(p) - score_b(q) for p, q in zip(replicate_a, replicate_b, strict=True)]
         )
     return TaskComparison(
         task=task,
@@ -457,6 +477,8 @@ def _compare_task(
         aup_a=aup_a,
         aup_b=aup_b,
         aup_diff=_interval(aup_a - aup_b, aup_reps, confidence),
+        aup_method_a=aup_method(a),
+        aup_method_b=aup_method(b),
         dominating_share=_share(dominance_matrix(front_a, front_b).any(axis=1)),
         covered_share=_share(dominance_matrix(front_a, front_b).any(axis=0)),
         frontier_a=[tuple(map(float, p)) for p in front_a],
@@ -510,8 +532,9 @@ def compare(
 ) -> dict[str, TaskComparison]:
     """Compare two sets of evaluation records (two sweeps, runs or checkpoints), per task.
 
-    For each task both sides have: the hypervolume (against ``ref``) and the frontier AUP of
-    A and B, their differences A - B with bootstrap CIs over problems, and how A's frontier
+    For each task both sides have: the hypervolume (against ``ref``) and the AUP of A and B
+    (:func:`records_aup`: the paper's AUP for one checkpoint's curve, the frontier's AUP for
+    a sweep's mixed curves), their differences A - B with bootstrap CIs over problems, and how A's frontier
     relates to B's. ``y_max`` (per task, or one value) defaults to the best accuracy on the
     task in A or B, and stays fixed across replicates. Records without per-sample results
     still get estimates, with intervals marked unavailable.

@@ -96,8 +96,8 @@ def _summary_notes(summary: SweepSummary, sweep: SweepData) -> list[str]:
     baselines = ", ".join(t.label for t in sweep.trials if t.is_baseline) or "none"
     notes = [
         f"Trials and baselines: {len(sweep.trials)} ({counts}); baselines: {baselines}.",
-        "AUP is d3LLM's Accuracy Under Parallelism of each curve's non-dominated points, with "
-        "y_max per task = the best accuracy any trial or baseline reached: "
+        "AUP is d3LLM's Accuracy Under Parallelism of each trial's curve over its thresholds, "
+        "with y_max per task = the best accuracy any trial or baseline reached: "
         + ", ".join(f"{t.task} {t.y_max:.1f}%" for t in summary.tasks)
         + ".",
         f"Hypervolume (HV) is the area dominated by a curve's points above the reference point "
@@ -299,7 +299,7 @@ def build_content(
         training=training,
         importances=importances,
         spec_text=sweep.spec_text,
-        meta_text=json.dumps(sweep.meta, indent=2, sort_keys=True) if sweep.meta else "",
+        meta_rows=[(str(k), json.dumps(v)) for k, v in sweep.meta.items()],
         code_version=version,
         environment=env,
         environment_note=env_note,

@@ -26,6 +26,9 @@ from pareto_bench.report.sweep_data import SweepData, load_sweep_dir
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 NUMBER_TAGS = ("trial_number", "optuna.trial_number", "optuna.trial.number", "number", "trial")
+# Summary metrics at the operating threshold: ARCHITECTURE.md writes ``@op``; MLflow rejects
+# ``@`` in metric names, so trackers log ``_at_op``.
+AT_OP_SUFFIXES = ("@op", "_at_op")
 RUN_STATES = {"FINISHED": "COMPLETE", "FAILED": "FAIL", "KILLED": "FAIL"}
 
 
@@ -80,9 +83,10 @@ def _trial_record(run: Any, number: int) -> TrialRecord:
     objectives = {}
     for key, value in metrics.items():
         task, _, metric = key.partition("/")
-        if metric in ("accuracy@op", "tpf@op"):
-            objectives[f"{task}/{metric.removesuffix('@op')}"] = value
-        elif metric in ("aup", "hypervolume"):
+        for suffix in AT_OP_SUFFIXES:
+            if metric in (f"accuracy{suffix}", f"tpf{suffix}"):
+                objectives[f"{task}/{metric.removesuffix(suffix)}"] = value
+        if metric in ("aup", "hypervolume"):
             objectives[key] = value
     skip = {"seed", *NUMBER_TAGS}
     params = {k: _parse_value(v) for k, v in run.data.params.items() if k not in skip}
@@ -108,12 +112,14 @@ def _evals_from_metrics(client: Any, run: Any, thresholds: list[float]) -> list[
     )
     records = []
     for task in tasks:
-        accuracy = {
-            m.step: m.value for m in client.get_metric_history(run.info.run_id, f"{task}/accuracy")
-        }
-        tpf = {m.step: m.value for m in client.get_metric_history(run.info.run_id, f"{task}/tpf")}
+        accuracy, tpf, logged = (
+            {m.step: m.value for m in client.get_metric_history(run.info.run_id, f"{task}/{name}")}
+            for name in ("accuracy", "tpf", "threshold")
+        )
         for step in sorted(set(accuracy) & set(tpf)):
-            threshold = thresholds[step] if 0 <= step < len(thresholds) else float(step)
+            # The threshold itself where it was logged; else step = its index in sweep.json.
+            fallback = thresholds[step] if 0 <= step < len(thresholds) else float(step)
+            threshold = logged.get(step, fallback)
             records.append(
                 EvalRecord(
                     task, threshold, accuracy[step], tpf[step], 0, 0, 0, model=run.info.run_id

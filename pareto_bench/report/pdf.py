@@ -53,7 +53,7 @@ class ReportContent:
     training: FigurePage
     importances: FigurePage
     spec_text: str
-    meta_text: str
+    meta_rows: list[tuple[str, str]]  # sweep.json, one field per row
     code_version: str
     environment: dict[str, str]
     environment_note: str
@@ -177,16 +177,31 @@ def write_pdf(content: ReportContent, path: str | Path) -> Path:
 
     flow.append(Paragraph("Provenance: spec, code version and environment", styles["h2"]))
     flow.append(Paragraph(f"<b>Code version:</b> {escape(content.code_version)}", styles["body"]))
+    # sweep.json and the environment side by side: both are short key-value lists.
+    meta_rows = [["sweep.json field", "value"], *[list(row) for row in content.meta_rows]]
+    env_rows = [["package", "version"], *[[k, v] for k, v in content.environment.items()]]
+    half = FRAME_WIDTH / 2 - 0.3 * cm
+    side_by_side = Table(
+        [
+            [Paragraph("sweep.json", styles["h2"]), Paragraph("Environment", styles["h2"])],
+            [
+                _table(
+                    meta_rows or [["sweep.json", "(missing)"]], [0.3 * half, 0.7 * half], styles
+                ),
+                [
+                    Paragraph(escape(content.environment_note), styles["caption"]),
+                    Spacer(1, 4),
+                    _table(env_rows, [0.35 * half, 0.65 * half], styles),
+                ],
+            ],
+        ],
+        colWidths=[half + 0.3 * cm, half + 0.3 * cm],
+    )
+    side_by_side.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
+                                      ("LEFTPADDING", (0, 0), (-1, -1), 0)]))  # fmt: skip
+    flow.append(side_by_side)
     flow.append(Paragraph("spec.yaml (the resolved sweep spec, exactly as recorded)", styles["h2"]))
     flow.append(Preformatted(content.spec_text or "(missing)", styles["code"], maxLineLength=170))
-    flow.append(Paragraph("sweep.json", styles["h2"]))
-    flow.append(Preformatted(content.meta_text or "(missing)", styles["code"], maxLineLength=170))
-    flow.append(Paragraph("Environment", styles["h2"]))
-    flow.append(Paragraph(escape(content.environment_note), styles["caption"]))
-    env_rows = [["package", "version"], *[[k, v] for k, v in content.environment.items()]]
-    environment_table = _table(env_rows, [5 * cm, 9 * cm], styles)
-    environment_table.hAlign = "LEFT"
-    flow.append(environment_table)
     if content.warnings:
         flow.append(Paragraph("Reading warnings", styles["h2"]))
         for warning in content.warnings:

@@ -89,7 +89,17 @@ class _LabelPlacer:
         """Higher ``priority`` labels are placed first and so get the best spots."""
         self._labels.append((-priority, float(x), float(y), text, color, size))
 
+    def _merge_coincident(self) -> None:
+        """Points drawn on top of each other share one label ("τ=0.7, τ=0.9")."""
+        merged: dict[tuple, list[str]] = {}
+        for priority, x, y, text, color, size in self._labels:
+            texts = merged.setdefault((priority, x, y, color, size), [])
+            if text not in texts:
+                texts.append(text)
+        self._labels = [(*key[:3], ", ".join(texts), *key[3:]) for key, texts in merged.items()]
+
     def place(self, figure: Figure, ax: Axes) -> None:
+        self._merge_coincident()
         figure.draw_without_rendering()  # settles the layout, so data->pixel is final
         scale = figure.dpi / 72.0
         frame = ax.get_window_extent()
@@ -140,18 +150,19 @@ def frontier_figure(
     colors = _threshold_colors(thresholds)
     label_every_point = len(points) <= LABEL_ALL_POINTS_UP_TO
     labels = _LabelPlacer()
+    front = pareto_front(points)
+    on_front = set(front.tolist())
 
     for level, color in colors.items():
         rows = [i for i, t in enumerate(thresholds) if t == level]
         ax.scatter(points[rows, 0], points[rows, 1], s=22, color=color, alpha=0.8,
                    edgecolors="none", label=f"trials, {_tau(level)}", zorder=2)  # fmt: skip
         if label_every_point:
-            for i in rows:
+            for i in (i for i in rows if i not in on_front):  # frontier points get a fuller label
                 # Lowest priority: plain trial labels yield to frontier and baseline labels.
                 labels.add(points[i, 0], points[i, 1], _tau(level), color="#555555", priority=0)
 
-    if len(points):
-        front = pareto_front(points)
+    if len(front):
         ax.step(points[front, 0], points[front, 1], where="pre", color=FRONTIER_COLOR, lw=1.8,
                 label="non-dominated trials", zorder=3)  # fmt: skip
         ax.scatter(points[front, 0], points[front, 1], s=60, facecolors="none",

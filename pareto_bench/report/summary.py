@@ -1,15 +1,15 @@
 """The report's findings: the best trial per task and how far it is ahead of the base model.
 
-Everything is computed from the recorded eval points. AUP here is the frontier AUP of each
-curve (:func:`pareto_bench.frontier.frontier_aup`) with one ``y_max`` per task, the best
-accuracy any trial or baseline reached on it, as the paper sets it.
+Everything is computed from the recorded eval points. AUP here is the paper's AUP of each
+trial's curve (:func:`pareto_bench.frontier.records_aup`) with one ``y_max`` per task, the
+best accuracy any trial or baseline reached on it, as the paper sets it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pareto_bench.frontier import DEFAULT_REF, TaskComparison, compare, frontier_aup
+from pareto_bench.frontier import DEFAULT_REF, TaskComparison, compare, records_aup
 from pareto_bench.report.sweep_data import BASE_BASELINE, SweepData, TrialData
 
 
@@ -40,7 +40,7 @@ def task_y_max(sweep: SweepData, task: str) -> float:
 
 def _best_trial(sweep: SweepData, task: str, y_max: float) -> tuple[TrialData | None, float]:
     scored = [
-        (frontier_aup(t.points(task), y_max), t)
+        (records_aup(t.task_records(task), y_max), t)
         for t in sweep.searched
         if t.record.state == "COMPLETE" and t.task_records(task)
     ]
