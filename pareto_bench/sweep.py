@@ -17,7 +17,13 @@ from pareto_bench.sweeping.executors import (
 from pareto_bench.sweeping.plan import PlannedTrial, check_search_space, plan_trials, render_plan
 from pareto_bench.sweeping.runner import SweepOptions, SweepResult, default_out_dir, run_sweep
 from pareto_bench.sweeping.samplers import SAMPLERS
-from pareto_bench.sweeping.spec import SearchParam, SweepSpec, load_spec, resolve_spec_path
+from pareto_bench.sweeping.spec import (
+    SearchParam,
+    SweepSpec,
+    load_spec,
+    resolve_spec_path,
+    spec_warnings,
+)
 from pareto_bench.sweeping.trial import TrialFailed, TrialSpec, TrialTimeout, summarize
 
 __all__ = [
@@ -42,5 +48,6 @@ __all__ = [
     "render_plan",
     "resolve_spec_path",
     "run_sweep",
+    "spec_warnings",
     "summarize",
 ]

@@ -8,7 +8,8 @@ see the same settings as the test that started them:
 - ``PB_FAKE_STEP_S``: seconds per fake RL step (default 0);
 - ``PB_FAKE_FAIL``: comma-separated trial numbers that raise;
 - ``PB_FAKE_NAN``: comma-separated trial numbers whose loss diverges;
-- ``PB_FAKE_STARTED``: a directory where each trial drops ``<number>.started`` when it begins.
+- ``PB_FAKE_STARTED``: a directory where each trial appends its pid to ``<number>.started``
+  when it begins (one line per start, so a trial run twice shows).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def quick_body(spec, on_step):
     started = os.environ.get("PB_FAKE_STARTED")
     if started:
         Path(started).mkdir(parents=True, exist_ok=True)
-        (Path(started) / f"{spec.number}.started").write_text(str(os.getpid()))
+        with (Path(started) / f"{spec.number}.started").open("a") as f:
+            f.write(f"{os.getpid()}\n")
     trial_dir = Path(spec.trial_dir)
     if spec.config is not None:
         (trial_dir / "config.yaml").write_text(yaml.safe_dump(spec.config))

@@ -61,6 +61,7 @@ def sweep_command(
         render_plan,
         resolve_spec_path,
         run_sweep,
+        spec_warnings,
     )
 
     spec_path = resolve_spec_path(spec)
@@ -70,7 +71,10 @@ def sweep_command(
 
         planned = plan_trials(sweep_spec, spec_path, trials)
         adaptive = sweep_spec.sampler.name != "grid" and bool(sweep_spec.search_space)
-        Console().print(render_plan(sweep_spec, planned, adaptive=adaptive))
+        console = Console()
+        console.print(render_plan(sweep_spec, planned, adaptive=adaptive))
+        for warning in spec_warnings(sweep_spec):
+            console.print(f"warning: {warning}", style="yellow")
         return
     options = SweepOptions(
         spec_path=spec_path,

@@ -35,6 +35,7 @@ from pareto_bench.sweeping.spec import (
     flatten,
     nest,
     resolve_recipe_path,
+    spec_warnings,
 )
 from pareto_bench.sweeping.study import (
     NAME,
@@ -49,7 +50,6 @@ from pareto_bench.sweeping.study import (
 )
 from pareto_bench.sweeping.trial import (
     CONFIG_FILE,
-    DEFAULT_BODY,
     EVAL_FILE,
     TRAIN_FILE,
     TrialFailed,
@@ -73,7 +73,6 @@ class SweepOptions:
     out_dir: Path | None = None  # None: runs/<spec name>
     worker: bool = False  # join an existing sweep; never changes its setup
     progress: bool = True
-    body: str = DEFAULT_BODY
     max_trials: int | None = None  # stop this process after this many trials
 
 
@@ -137,7 +136,7 @@ class Sweep:
         study = SweepStudy.open(
             spec, storage, label, plan, n_trials=budget, coordinator=not options.worker
         )
-        executor = make_executor(spec.executor.name, options.body)
+        executor = make_executor(spec.executor.name, spec.executor.body)
         sweep = cls(spec, options, out, study, tracker, executor)
         sweep._start_parent_run()
         sweep._catch_up_records()
@@ -153,6 +152,8 @@ class Sweep:
             self.out.root, self.study.storage_label, self.tracker.uri, self.parent_run_id
         )
         with self.display:
+            for warning in spec_warnings(self.spec):
+                self.display.note(f"warning: {warning}")
             while self.options.max_trials is None or len(result.ran) < self.options.max_trials:
                 result.recovered += self.recover_dead()
                 claimed = self.study.claim(self.budget)

@@ -27,6 +27,8 @@ OBJECTIVE_PRESETS = {
 }
 # A baseline named ``base`` is the untrained model; any other name is a trainer recipe.
 BASE_MODEL_BASELINE = "base"
+# The real trial: train with the recipe, then evaluate (pareto_bench.sweeping.trial).
+DEFAULT_BODY = "pareto_bench.sweeping.trial:train_and_evaluate"
 
 
 class SearchParam(StrictModel):
@@ -182,6 +184,14 @@ class ExecutorSpec(StrictModel):
     name: str = Field(
         "subprocess",
         description="Where a trial runs: 'subprocess' (isolated, hard timeout) or 'inprocess'.",
+    )
+    body: str = Field(
+        DEFAULT_BODY,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description=(
+            "The trial function, 'module:attr': body(TrialSpec, on_step) -> [EvalRecord]. The default "
+            "trains with the recipe and evaluates; tests and benchmarks plug in cheaper ones."
+        ),
     )
     timeout_s: float | None = Field(
         None, gt=0, description="Fail a trial that runs longer than this; None means no limit."
@@ -341,6 +351,11 @@ def check_spec(spec: SweepSpec, source: str) -> None:
                 f"{source}: {key!r} is set by the sweep itself; use the spec's top-level "
                 f"'{key}' field instead of train/search_space"
             )
+    from pareto_bench.tasks import TASKS
+
+    _check_registered(TASKS, spec.task, f"{source}: field 'task'")
+    for index, task in enumerate(spec.eval.tasks):
+        _check_registered(TASKS, task, f"{source}: field 'eval.tasks.{index}'")
     _check_registered(SAMPLERS, spec.sampler.name, f"{source}: field 'sampler.name'")
     _check_registered(EXECUTORS, spec.executor.name, f"{source}: field 'executor.name'")
     if isinstance(spec.objectives, str) and spec.objectives not in OBJECTIVE_PRESETS:
@@ -361,6 +376,20 @@ def check_spec(spec: SweepSpec, source: str) -> None:
                     f"{source}: search_space key {key!r}: the grid sampler needs a 'step' "
                     "(or 'choices') for a float parameter"
                 )
+
+
+def spec_warnings(spec: SweepSpec) -> list[str]:
+    """Things that are allowed but probably not meant, for the dry run and the sweep's start."""
+    from pareto_bench.tasks import TASKS
+
+    warnings = []
+    # The trainer trains on `{task}-train` when that task exists, else on `task` itself.
+    if f"{spec.task}-train" not in TASKS and spec.task in spec.eval.tasks:
+        warnings.append(
+            f"training task {spec.task!r} has no '{spec.task}-train' split: trials train on the "
+            "problems they are evaluated on"
+        )
+    return warnings
 
 
 def _check_trainer_path(key: str, fields: list[str], where: str) -> None:

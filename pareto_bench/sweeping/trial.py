@@ -18,9 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from pareto_bench.records import EvalRecord, TrainStepRecord, append_jsonl
-from pareto_bench.sweeping.spec import MEAN_TASK
+from pareto_bench.sweeping.spec import DEFAULT_BODY, MEAN_TASK
 
-DEFAULT_BODY = "pareto_bench.sweeping.trial:train_and_evaluate"
+__all__ = [
+    "DEFAULT_BODY",
+    "TrialFailed",
+    "TrialSpec",
+    "TrialTimeout",
+    "execute",
+    "summarize",
+    "train_and_evaluate",
+]
 EVAL_FILE = "eval.jsonl"
 TRAIN_FILE = "train.jsonl"
 CONFIG_FILE = "config.yaml"
