@@ -212,12 +212,11 @@ def _training_page(sweep: SweepData, summary: SweepSummary) -> FigurePage:
     runs = [(t.label, t.train) for t in sweep.trials if t.train]
     if not runs:
         return FigurePage(title, None, "No training steps were recorded (train.jsonl).")
-    highlight: dict[str, str] = {}
+    best_on: dict[str, list[str]] = {}
     for task in summary.tasks:
         if task.best is not None and task.best.train:
-            previous = highlight.get(task.best.label)
-            best_on = f"{previous.split('best on ')[1]}, {task.task}" if previous else task.task
-            highlight[task.best.label] = f"{task.best.label} (best on {best_on})"
+            best_on.setdefault(task.best.label, []).append(task.task)
+    highlight = {label: f"{label} (best on {', '.join(tasks)})" for label, tasks in best_on.items()}
     baselines = [t.label for t in sweep.trials if t.is_baseline and t.train]
     figure = plots.training_figure(runs, highlight, baselines)
     caption = (

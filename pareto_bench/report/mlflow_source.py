@@ -26,8 +26,8 @@ from pareto_bench.report.sweep_data import SweepData, load_sweep_dir
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 NUMBER_TAGS = ("trial_number", "optuna.trial_number", "optuna.trial.number", "number", "trial")
-# Summary metrics at the operating threshold: ARCHITECTURE.md writes ``@op``; MLflow rejects
-# ``@`` in metric names, so trackers log ``_at_op``.
+# Summary metrics at the operating threshold are ``{task}/accuracy_at_op`` (MLflow rejects
+# ``@`` in metric names); ``@op``, the contract's first spelling, is still read.
 AT_OP_SUFFIXES = ("@op", "_at_op")
 RUN_STATES = {"FINISHED": "COMPLETE", "FAILED": "FAIL", "KILLED": "FAIL"}
 

@@ -178,24 +178,24 @@ def write_pdf(content: ReportContent, path: str | Path) -> Path:
     flow.append(Paragraph("Provenance: spec, code version and environment", styles["h2"]))
     flow.append(Paragraph(f"<b>Code version:</b> {escape(content.code_version)}", styles["body"]))
     # sweep.json and the environment side by side: both are short key-value lists.
-    meta_rows = [["sweep.json field", "value"], *[list(row) for row in content.meta_rows]]
+    meta = content.meta_rows or [("(missing)", "")]
+    meta_rows = [["sweep.json field", "value"], *[list(row) for row in meta]]
     env_rows = [["package", "version"], *[[k, v] for k, v in content.environment.items()]]
-    half = FRAME_WIDTH / 2 - 0.3 * cm
+    half = FRAME_WIDTH / 2
+    inner = half - 0.4 * cm  # a gutter between the two columns
     side_by_side = Table(
         [
             [Paragraph("sweep.json", styles["h2"]), Paragraph("Environment", styles["h2"])],
             [
-                _table(
-                    meta_rows or [["sweep.json", "(missing)"]], [0.3 * half, 0.7 * half], styles
-                ),
+                _table(meta_rows, [0.3 * inner, 0.7 * inner], styles),
                 [
                     Paragraph(escape(content.environment_note), styles["caption"]),
                     Spacer(1, 4),
-                    _table(env_rows, [0.35 * half, 0.65 * half], styles),
+                    _table(env_rows, [0.35 * inner, 0.65 * inner], styles),
                 ],
             ],
         ],
-        colWidths=[half + 0.3 * cm, half + 0.3 * cm],
+        colWidths=[half, half],
     )
     side_by_side.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
                                       ("LEFTPADDING", (0, 0), (-1, -1), 0)]))  # fmt: skip
