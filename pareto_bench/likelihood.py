@@ -102,7 +102,8 @@ def target_logprobs(model: PreTrainedModel, batch: DenoisingBatch, mask_id: int)
         input_ids=batch.input_ids.to(device),
         position_ids=batch.position_ids.to(device),
         attention_mask=batch.attention_mask.to(device=device, dtype=model.dtype),
-    ).logits.float()
+    ).logits
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # never below fp32
     logits[..., mask_id] = float("-inf")
     targets = batch.targets.to(device)
     scored = targets != IGNORE

@@ -106,7 +106,7 @@ def pretrain_tiny(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         if on_step is not None:
-            on_step(step, float(loss))
+            on_step(step, loss.item())
         if (
             config.time_limit_minutes
             and time.monotonic() - started > 60 * config.time_limit_minutes

@@ -248,7 +248,7 @@ def _train_step(
                 rollout_time,
                 time.perf_counter() - started,
                 optimizer,
-                loss=float(terms.loss),
+                loss=terms.loss.item(),
             )
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
@@ -268,11 +268,11 @@ def _train_step(
         / max(1, sum(gen.num_forwards for _, gen in trajectories)),
         filtered_fraction=filled.filtered_fraction,
         refill_rounds=filled.refill_rounds,
-        policy_loss=float(terms.policy_loss),
-        kl=float(terms.kl),
-        nll=float(terms.nll),
-        loss=float(terms.loss),
-        clip_fraction=float(terms.clip_fraction),
+        policy_loss=terms.policy_loss.item(),
+        kl=terms.kl.item(),
+        nll=terms.nll.item(),
+        loss=terms.loss.item(),
+        clip_fraction=terms.clip_fraction.item(),
         grad_norm=float(grad_norm),
         step_time=time.perf_counter() - started,
         rollout_time=rollout_time,
