@@ -1,0 +1,726 @@
+"""The code that runs *inside* a sandbox process; the trusted side is ``pareto_bench.sandbox``.
+
+It is started as ``python -S -s -B sandbox_child.py JOB_FILE RESULT_FD`` with a scrubbed
+environment, and imports nothing but the standard library. It also holds the
+value codec, which the parent imports to decode what comes back.
+
+Order of events in the child, and why:
+
+1. read the job (written by the parent, trusted) and delete the file;
+2. lock the process down while it is still trusted: a read-only view of every mount except
+   its work directory, answer keys and the home directory hidden, all capabilities dropped,
+   rlimits set (when run under ``unshare``; see ``sandbox.py``);
+3. report the isolation it achieved: this is the last line written before untrusted code
+   runs, so the parent can trust it;
+4. install an audit hook that refuses process creation, signals, sockets, ctypes, frame and
+   heap introspection, and writes outside the work directory, reporting each attempt;
+5. run the untrusted code and the requested calls, streaming one JSON line per call.
+
+Nothing the child reports is ever taken as a verdict. Untrusted code shares this process and
+can write anything to the result channel; what it writes is at most a claim about *its own
+outputs*, which is no more than returning them. Expected outputs never enter this process,
+and the parent compares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+
+# ----------------------------------------------------------------------------------------
+# Value codec: tagged JSON. Lists, str, int, finite float, bool and None are plain JSON;
+# every other value is an object {"t": tag, "v": payload}. Plain dicts never appear as
+# JSON objects, so a payload cannot be mistaken for a tag.
+# ----------------------------------------------------------------------------------------
+
+MAX_DEPTH = 100
+MAX_ITEMS = 1_000_000  # items taken from an iterator before giving up
+_BIG_INT_BITS = 8000  # beyond this, ints travel as hex (JSON's decimal path has a digit limit)
+
+
+class Opaque:
+    """A value the codec cannot carry (a custom object, a numpy array...). It is not None and
+    equals nothing but itself, so a test can see that *something* came back, and no more."""
+
+    __slots__ = ("type_name",)
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+    def __repr__(self) -> str:
+        return f"<opaque {self.type_name}>"
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+class Ref:
+    """An argument that is a named object of the test fixture (MBPP's tree ``Node``\\ s)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Ref({self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ref) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(("Ref", self.name))
+
+
+class CodecError(ValueError):
+    pass
+
+
+def _type_name(obj: object) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def encode(obj: object, refs: dict | None = None, _depth: int = 0) -> object:
+    """Plain, JSON-ready data for ``obj``. Subclasses of builtin types are read through the
+    base type's own methods, so an overridden ``__eq__`` or ``__repr__`` cannot travel.
+    ``refs``: a namespace whose named objects may be passed by name (``Ref``)."""
+    if _depth > MAX_DEPTH:
+        raise CodecError("value nested too deeply")
+    cls = type(obj)
+    if obj is None or cls is bool or cls is str:
+        return obj
+    if cls is int:
+        return obj if obj.bit_length() <= _BIG_INT_BITS else {"t": "int", "v": hex(obj)}
+    if cls is float:
+        return obj if math.isfinite(obj) else {"t": "float", "v": repr(obj)}
+    if cls is list:
+        return [encode(x, refs, _depth + 1) for x in obj]
+    if cls is tuple:
+        return {"t": "tuple", "v": [encode(x, refs, _depth + 1) for x in obj]}
+    if cls is dict:
+        return {
+            "t": "dict",
+            "v": [
+                [encode(k, refs, _depth + 1), encode(v, refs, _depth + 1)] for k, v in obj.items()
+            ],
+        }
+    if cls is set or cls is frozenset:
+        items = [encode(x, refs, _depth + 1) for x in obj]
+        # Sorted by text so that the encoding does not depend on hash order.
+        items.sort(key=lambda x: json.dumps(x, sort_keys=True))
+        return {"t": "set" if cls is set else "frozenset", "v": items}
+    if cls is bytes or cls is bytearray:
+        return {"t": cls.__name__, "v": bytes(obj).hex()}
+    if cls is complex:
+        return {"t": "complex", "v": [encode(obj.real), encode(obj.imag)]}
+    if cls is range:
+        return {"t": "range", "v": [obj.start, obj.stop, obj.step]}
+    if cls is type(Ellipsis):
+        return {"t": "ellipsis", "v": None}
+    if refs is not None:
+        for name, value in refs.items():
+            if value is obj and isinstance(name, str) and not name.startswith("__"):
+                return {"t": "ref", "v": name}
+    # Subclasses of builtin types: take the plain value through the base type.
+    if isinstance(obj, bool):
+        return bool(int.__int__(obj))
+    if isinstance(obj, int):
+        return encode(int.__int__(obj), refs, _depth)
+    if isinstance(obj, float):
+        return encode(float.__float__(obj), refs, _depth)
+    if isinstance(obj, str):
+        return str.__str__(obj)
+    if isinstance(obj, list):
+        return encode(list.copy(obj), refs, _depth)
+    if isinstance(obj, tuple):  # namedtuples land here and compare like tuples
+        return encode(tuple.__getitem__(obj, slice(None)), refs, _depth)
+    if isinstance(obj, dict):  # OrderedDict, defaultdict, Counter
+        return encode(dict.copy(obj), refs, _depth)
+    if isinstance(obj, frozenset):
+        return encode(frozenset.copy(obj), refs, _depth)
+    if isinstance(obj, set):
+        return encode(set.copy(obj), refs, _depth)
+    if isinstance(obj, complex):
+        return encode(complex.__complex__(obj), refs, _depth)
+    if isinstance(obj, bytes):
+        return encode(bytes.__bytes__(obj), refs, _depth)
+    module, name = getattr(cls, "__module__", ""), getattr(cls, "__name__", "")
+    if module == "fractions" and name == "Fraction":
+        num, den = obj.numerator, obj.denominator
+        if type(num) is int and type(den) is int:
+            return {"t": "fraction", "v": [encode(num), encode(den)]}
+    if module == "decimal" and name == "Decimal":
+        return {"t": "decimal", "v": str.__str__(str(obj))}
+    if module == "numpy" and getattr(obj, "ndim", None) == 0 and hasattr(obj, "item"):
+        return encode(obj.item(), refs, _depth + 1)  # numpy scalars behave like Python numbers
+    if name in ("dict_keys", "dict_values", "dict_items") and module == "builtins":
+        return {"t": name, "v": [encode(x, refs, _depth + 1) for x in obj]}
+    if hasattr(cls, "__next__") and hasattr(cls, "__iter__"):  # generators, map, zip...
+        items = []
+        for item in obj:
+            if len(items) >= MAX_ITEMS:
+                raise CodecError("iterator too long")
+            items.append(encode(item, refs, _depth + 1))
+        return {"t": "iter", "v": items}
+    return {"t": "opaque", "v": _type_name(obj)}
+
+
+def decode(data: object, refs: dict | None = None, _depth: int = 0) -> object:
+    """Rebuild a value from ``encode``'s output. Builds only builtin (and Fraction/Decimal)
+    values, never runs code from the data. ``refs``: resolve ``Ref``\\ s in this namespace
+    (without it they stay ``Ref`` objects). Raises ``CodecError`` on anything malformed."""
+    try:
+        return _decode(data, refs, _depth)
+    except CodecError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, ArithmeticError) as e:
+        raise CodecError(f"malformed value: {type(e).__name__}: {e}") from None
+
+
+def _decode(data: object, refs: dict | None, depth: int) -> object:
+    if depth > MAX_DEPTH + 2:
+        raise CodecError("value nested too deeply")
+    cls = type(data)
+    if data is None or cls in (bool, int, float, str):
+        return data
+    if cls is list:
+        return [_decode(x, refs, depth + 1) for x in data]
+    if cls is not dict or set(data) != {"t", "v"}:
+        raise CodecError(f"unexpected {cls.__name__} in encoded value")
+    tag, v = data["t"], data["v"]
+    if tag == "tuple":
+        return tuple(_decode(x, refs, depth + 1) for x in _as_list(v))
+    if tag == "dict":
+        return {_decode(k, refs, depth + 1): _decode(x, refs, depth + 1) for k, x in _pairs(v)}
+    if tag == "set":
+        return {_decode(x, refs, depth + 1) for x in _as_list(v)}
+    if tag == "frozenset":
+        return frozenset(_decode(x, refs, depth + 1) for x in _as_list(v))
+    if tag == "int":
+        return int(_as_str(v), 16)
+    if tag == "float":
+        if v not in ("nan", "inf", "-inf"):
+            raise CodecError(f"bad float {v!r}")
+        return float(v)
+    if tag == "bytes":
+        return bytes.fromhex(_as_str(v))
+    if tag == "bytearray":
+        return bytearray.fromhex(_as_str(v))
+    if tag == "complex":
+        re_, im = _as_list(v)
+        return complex(
+            _number(_decode(re_, None, depth + 1)), _number(_decode(im, None, depth + 1))
+        )
+    if tag == "range":
+        start, stop, step = _as_list(v)
+        if not all(type(x) is int for x in (start, stop, step)):
+            raise CodecError("bad range")
+        return range(start, stop, step)
+    if tag == "ellipsis":
+        return ...
+    if tag == "fraction":
+        from fractions import Fraction
+
+        num, den = (_decode(x, None, depth + 1) for x in _as_list(v))
+        if type(num) is not int or type(den) is not int:
+            raise CodecError("bad fraction")
+        return Fraction(num, den)
+    if tag == "decimal":
+        from decimal import Decimal
+
+        return Decimal(_as_str(v))
+    if tag == "dict_keys":
+        return dict.fromkeys(_decode(x, refs, depth + 1) for x in _as_list(v)).keys()
+    if tag == "dict_values":
+        return {i: _decode(x, refs, depth + 1) for i, x in enumerate(_as_list(v))}.values()
+    if tag == "dict_items":
+        return dict(_decode(x, refs, depth + 1) for x in _as_list(v)).items()
+    if tag == "iter":
+        return iter([_decode(x, refs, depth + 1) for x in _as_list(v)])
+    if tag == "opaque":
+        return Opaque(_as_str(v))
+    if tag == "ref":
+        name = _as_str(v)
+        if refs is None:
+            return Ref(name)
+        if name not in refs:
+            raise CodecError(f"unknown fixture {name!r}")
+        return refs[name]
+    raise CodecError(f"unknown tag {tag!r}")
+
+
+def _as_list(v: object) -> list:
+    if type(v) is not list:
+        raise CodecError("expected a list")
+    return v
+
+
+def _as_str(v: object) -> str:
+    if type(v) is not str:
+        raise CodecError("expected a string")
+    return v
+
+
+def _number(v: object) -> float:
+    if type(v) not in (int, float):
+        raise CodecError("expected a number")
+    return v
+
+
+def _pairs(v: object) -> list:
+    pairs = _as_list(v)
+    if not all(type(p) is list and len(p) == 2 for p in pairs):
+        raise CodecError("expected key/value pairs")
+    return pairs
+
+
+# ----------------------------------------------------------------------------------------
+# Lock-down (run while the process is still trusted)
+# ----------------------------------------------------------------------------------------
+
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_NOATIME, _MS_NODIRATIME, _MS_BIND = 32, 1024, 2048, 4096
+_MS_REC, _MS_RELATIME, _MS_STRICTATIME = 16384, 1 << 21, 1 << 24
+_MOUNT_FLAGS = {
+    "nosuid": _MS_NOSUID,
+    "nodev": _MS_NODEV,
+    "noexec": _MS_NOEXEC,
+    "noatime": _MS_NOATIME,
+    "nodiratime": _MS_NODIRATIME,
+    "relatime": _MS_RELATIME,
+    "strictatime": _MS_STRICTATIME,
+}
+_PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT = 24, 38, 47
+_CAP_V3 = 0x20080522
+
+
+def _mount_points() -> list[tuple[str, int]]:
+    """(mount point, per-mount flags to keep) for every mount, deepest last."""
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].encode().decode("unicode_escape")  # \040 and friends
+            flags = 0
+            for opt in fields[5].split(","):
+                flags |= _MOUNT_FLAGS.get(opt, 0)
+            points.append((point, flags))
+    return points
+
+
+def lock_down(work_dir: str, hidden: list[str], disk_bytes: int) -> dict[str, bool]:
+    """Make the file system read-only except ``work_dir`` (a new tmpfs of ``disk_bytes``), hide
+    ``hidden`` paths, and drop
+    every capability. Needs a private mount namespace (``unshare --mount``); each step that
+    fails is reported as not achieved rather than stopping the run."""
+    import ctypes  # only here, and dropped from sys.modules afterwards
+
+    done = {"read_only_fs": False, "hidden_paths": False, "no_capabilities": False}
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+
+        def mount(
+            src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+        ) -> bool:
+            def enc(s: str | None) -> bytes | None:
+                return s.encode() if s is not None else None
+
+            return libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)) == 0
+
+        # Private propagation so nothing done here leaks back to the host.
+        mount(None, "/", None, _MS_REC | (1 << 18))
+        hidden_ok = True
+        for path in hidden:
+            if os.path.isdir(path):
+                hidden_ok &= mount(
+                    "tmpfs", path, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k"
+                )
+            elif os.path.exists(path):
+                hidden_ok &= mount("/dev/null", path, None, _MS_BIND)
+        done["hidden_paths"] = hidden_ok
+        # A fresh, size-limited tmpfs: the code under test cannot fill the disk, and what it
+        # writes vanishes with the namespace.
+        if mount(
+            "tmpfs", work_dir, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={disk_bytes},mode=0700"
+        ):
+            read_only = True
+            for point, keep in _mount_points():
+                if point == work_dir or point.startswith(work_dir + "/"):
+                    continue
+                ok = mount(None, point, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | keep)
+                # /proc entries and similar may refuse; the root and /tmp must not.
+                if not ok and point in ("/", "/tmp", os.path.dirname(work_dir)):
+                    read_only = False
+            done["read_only_fs"] = read_only
+
+        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        libc.prctl(_PR_CAP_AMBIENT, 4, 0, 0, 0)  # clear all ambient capabilities
+        for cap in range(64):
+            libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+
+        class Header(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+        class Data(ctypes.Structure):
+            _fields_ = [
+                ("effective", ctypes.c_uint32),
+                ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32),
+            ]
+
+        data = (Data * 2)()
+        done["no_capabilities"] = libc.capset(ctypes.byref(Header(_CAP_V3, 0)), data) == 0
+    except (OSError, AttributeError, ValueError):
+        pass
+    finally:
+        # Untrusted code must import ctypes afresh; it cannot reach the functions used here.
+        for name in [
+            m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))
+        ]:
+            del sys.modules[name]
+    return done
+
+
+def set_limits(limits: dict) -> None:
+    import resource
+
+    def cap(kind: int, value: int) -> None:
+        try:
+            _, hard = resource.getrlimit(kind)
+            hard = value if hard == resource.RLIM_INFINITY else min(hard, value)
+            resource.setrlimit(kind, (min(value, hard), hard))
+        except (ValueError, OSError):
+            pass
+
+    cpu = int(limits["cpu_seconds"])
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU, then SIGKILL
+    cap(resource.RLIMIT_AS, limits["memory_bytes"])
+    cap(resource.RLIMIT_FSIZE, limits["file_bytes"])
+    cap(resource.RLIMIT_CORE, 0)
+    cap(resource.RLIMIT_NOFILE, 256)
+    if limits.get("nproc"):
+        cap(resource.RLIMIT_NPROC, limits["nproc"])
+
+
+# ----------------------------------------------------------------------------------------
+# The audit hook: defence in depth behind the namespaces, and the only guard without them.
+# ----------------------------------------------------------------------------------------
+
+_REFUSED_EVENTS = frozenset(
+    {
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.fork",
+        "os.forkpty",
+        "subprocess.Popen",
+        "pty.spawn",
+        "os.kill",
+        "os.killpg",
+        "signal.pthread_kill",
+        "socket.__new__",
+        "socket.bind",
+        "socket.connect",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "socket.gethostbyaddr",
+        "socket.sendto",
+        "socket.sendmsg",
+        "ctypes.dlsym",
+        "ctypes.dlsym/handle",
+        "ctypes.cdata",
+        "ctypes.cdata/buffer",
+        "ctypes.addressof",
+        "ctypes.call_function",
+        "ctypes.PyObj_FromPtr",
+        "ctypes.string_at",
+        "ctypes.wstring_at",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "sys._current_frames",
+        "sys.settrace",
+        "sys.setprofile",
+        "code.__new__",
+        "function.__new__",
+        "os.chroot",
+        "os.setuid",
+        "os.setgid",
+        "resource.setrlimit",
+        "resource.prlimit",
+        "webbrowser.open",
+        "urllib.Request",
+        "ftplib.connect",
+        "smtplib.connect",
+        "http.client.connect",
+        "telnetlib.Telnet.open",
+        "imaplib.open",
+        "poplib.connect",
+    }
+)
+# ctypes itself may be imported (numpy does, calling only dlopen(None)); looking up or calling
+# a foreign function is refused above.
+_REFUSED_IMPORTS = frozenset({"cffi", "_xxsubinterpreters", "_testcapi", "_testinternalcapi"})
+# Events whose first (and for some, second) argument is a path that gets changed.
+_WRITE_EVENTS = frozenset(
+    {
+        "os.remove",
+        "os.rename",
+        "os.rmdir",
+        "os.mkdir",
+        "os.chmod",
+        "os.chown",
+        "os.symlink",
+        "os.link",
+        "os.truncate",
+        "os.utime",
+        "os.chflags",
+        "os.mkfifo",
+        "os.mknod",
+        "shutil.rmtree",
+        "shutil.copyfile",
+        "shutil.copymode",
+        "shutil.copystat",
+        "shutil.copytree",
+        "shutil.move",
+        "shutil.chown",
+        "os.setxattr",
+        "os.removexattr",
+    }
+)
+_CODE_ATTRIBUTES = frozenset({"__code__", "__globals__", "__closure__"})
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def install_audit_hook(work_dir: str, hidden: tuple[str, ...], report: object) -> None:
+    """Refuse the operations untrusted code has no business doing, and report each attempt
+    through ``report`` (which writes a line to the result channel) before refusing it."""
+    inside = (work_dir, work_dir + os.sep)
+    hidden_prefixes = tuple(p.rstrip("/") for p in hidden)
+
+    def resolve(path: object) -> str | None:
+        # Only plain paths: converting other objects could run their code inside the hook.
+        if type(path) is bytes:
+            path = path.decode("utf-8", "surrogateescape")
+        if type(path) is not str:
+            return None
+        return os.path.normpath(os.path.join(work_dir, path))
+
+    def outside(path: object) -> bool:
+        resolved = resolve(path)
+        return resolved is None or not (resolved == inside[0] or resolved.startswith(inside[1]))
+
+    def is_hidden(path: object) -> bool:
+        resolved = resolve(path)
+        return resolved is not None and any(
+            resolved == p or resolved.startswith(p + "/") for p in hidden_prefixes
+        )
+
+    def refuse(event: str, detail: str) -> None:
+        report(f"{event} {detail}"[:300])
+        raise PermissionError(f"sandbox: {event} is not allowed")
+
+    def hook(event: str, args: tuple) -> None:
+        if event in _REFUSED_EVENTS:
+            refuse(event, "")
+        elif event == "ctypes.dlopen":
+            if args and args[0] is not None:
+                refuse(event, repr(args[0])[:100])
+        elif event == "import":
+            if args and args[0] in _REFUSED_IMPORTS:
+                refuse(event, str(args[0]))
+        elif event == "open":
+            path, mode, flags = (tuple(args) + (None, None, None))[:3]
+            if type(path) is int:
+                return  # an fd already open: nothing new is reached
+            writes = (type(flags) is int and flags & _WRITE_FLAGS) or (
+                type(mode) is str and any(c in mode for c in "wax+")
+            )
+            if writes and outside(path):
+                refuse(event, f"write {path!r}")
+            if is_hidden(path):
+                refuse(event, f"read {path!r}")
+        elif event in _WRITE_EVENTS:
+            targets = (
+                args[:2]
+                if event
+                in (
+                    "os.rename",
+                    "os.symlink",
+                    "os.link",
+                    "shutil.move",
+                    "shutil.copyfile",
+                    "shutil.copytree",
+                )
+                else args[:1]
+            )
+            if any(outside(t) for t in targets if type(t) is not int):
+                refuse(event, repr(targets)[:200])
+        elif event == "object.__setattr__" and len(args) >= 2 and args[1] in _CODE_ATTRIBUTES:
+            refuse(event, str(args[1]))  # rewriting a function's code could neuter this hook
+
+    sys.addaudithook(hook)
+
+
+# ----------------------------------------------------------------------------------------
+# Running the job
+# ----------------------------------------------------------------------------------------
+
+
+class _CallTimeout(BaseException):
+    """Raised by SIGALRM inside a call; a BaseException so that ``except Exception`` in the
+    code under test does not swallow it."""
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise _CallTimeout()
+
+
+def _describe(exc: BaseException) -> list[str]:
+    try:
+        message = str(exc)
+    except BaseException:  # a hostile __str__
+        message = ""
+    return [type(exc).__name__, message[:500]]
+
+
+class Channel:
+    """Writes JSON lines to the result pipe. One ``os.write`` per line keeps short lines
+    atomic; the parent skips any line that is not valid JSON."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, message: dict) -> None:
+        data = (json.dumps(message, allow_nan=False, separators=(",", ":")) + "\n").encode()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError:  # the parent is gone or the channel was closed by the code under test
+            os._exit(3)
+
+
+def run_calls(job: dict, channel: Channel) -> None:
+    namespace: dict = {"__name__": "solution", "__builtins__": __builtins__}
+    try:
+        exec(compile(job["code"], "<solution>", "exec"), namespace)
+        if job.get("setup"):
+            exec(compile(job["setup"], "<test setup>", "exec"), namespace)
+    except _CallTimeout:
+        channel.send({"load": ["Timeout", "loading the code took too long"]})
+        return
+    except BaseException as e:  # SystemExit and KeyboardInterrupt are failures too
+        channel.send({"load": _describe(e)})
+        return
+    signal.signal(signal.SIGALRM, _on_alarm)
+    for index, call in enumerate(job["calls"]):
+        fn = namespace.get(call["fn"])
+        if not callable(fn):
+            channel.send(
+                {"i": index, "err": ["NameError", f"{call['fn']!r} is not defined"], "s": 0.0}
+            )
+            continue
+        start = time.perf_counter()
+        try:
+            args = decode(call["args"], namespace)
+            kwargs = decode(call.get("kwargs", {"t": "dict", "v": []}), namespace)
+            signal.setitimer(signal.ITIMER_REAL, call["limit"])
+            value = encode(fn(*args, **kwargs))
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            channel.send({"i": index, "ok": value, "s": time.perf_counter() - start})
+        except _CallTimeout:
+            channel.send({"i": index, "timeout": True, "s": time.perf_counter() - start})
+            return  # the rest would only time out too; the wall clock is shared
+        except BaseException as e:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            channel.send({"i": index, "err": _describe(e), "s": time.perf_counter() - start})
+
+
+def run_record(job: dict, channel: Channel) -> None:
+    """Run trusted test code against trusted reference code, recording every top-level call
+    to the wrapped functions: their arguments become the inputs that untrusted code gets."""
+    namespace: dict = {"__name__": "solution", "__builtins__": __builtins__}
+    try:
+        exec(compile(job["code"], "<reference>", "exec"), namespace)
+        if job.get("setup"):
+            exec(compile(job["setup"], "<test setup>", "exec"), namespace)
+    except BaseException as e:
+        channel.send({"load": _describe(e)})
+        return
+    depth = [0]
+
+    def recorder(name: str, fn):  # noqa: ANN001, ANN202
+        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            if depth[0]:
+                return fn(*args, **kwargs)  # recursion inside the reference is not a test call
+            try:
+                encoded = [encode(list(args), namespace), encode(kwargs, namespace)]
+            except (CodecError, RecursionError) as e:
+                channel.send({"record_error": f"{name}: argument cannot be sent ({e})"})
+                raise
+            depth[0] += 1
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                channel.send({"call": [name, *encoded], "s": time.perf_counter() - start})
+
+        return wrapper
+
+    for name in job["wrap"]:
+        if callable(namespace.get(name)):
+            namespace[name] = recorder(name, namespace[name])
+    random.seed(job.get("seed", 0))
+    try:
+        exec(compile(job["script"], "<test>", "exec"), namespace)
+    except BaseException as e:
+        channel.send({"script": _describe(e)})
+
+
+def main() -> None:
+    sys.path.pop(
+        0
+    )  # this file's directory: the package's own modules are not for the code under test
+    job_path, fd = sys.argv[1], int(sys.argv[2])
+    with open(job_path, encoding="utf-8") as f:
+        job = json.load(f)
+    os.unlink(job_path)
+    channel = Channel(fd)
+    work_dir = job["work_dir"]
+    isolation = {"namespaces": bool(job.get("namespaces"))}
+    if job.get("namespaces"):
+        isolation.update(lock_down(work_dir, job.get("hidden", []), job["limits"]["disk_bytes"]))
+    set_limits(job["limits"])
+    sys.path.extend(job.get("extra_paths", []))
+    os.chdir(work_dir)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 3000))
+    channel.send({"ready": isolation})
+    install_audit_hook(
+        work_dir, tuple(job.get("hidden", [])), lambda text: channel.send({"violation": text})
+    )
+    if job["mode"] == "record":
+        run_record(job, channel)
+    else:
+        run_calls(job, channel)
+    channel.send({"done": True})
+    sys.stdout.flush()
+    os._exit(0)  # skip atexit handlers and non-daemon threads left by the code under test
+
+
+if __name__ == "__main__":
+    main()
