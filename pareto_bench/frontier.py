@@ -72,7 +72,7 @@ def as_points(points: ArrayLike) -> NDArray[np.float64]:
     return array
 
 
-def _finite_rows(points: NDArray[np.float64]) -> NDArray[np.intp]:
+def _rows_without_nan(points: NDArray[np.float64]) -> NDArray[np.intp]:
     return np.flatnonzero(~np.isnan(points).any(axis=1))
 
 
@@ -84,7 +84,7 @@ def pareto_front(points: ArrayLike) -> NDArray[np.intp]:
     O(n log n): one lexicographic sort and a running maximum.
     """
     pts = as_points(points)
-    keep = _finite_rows(pts)
+    keep = _rows_without_nan(pts)
     if keep.size == 0:
         return np.empty(0, dtype=np.intp)
     x, y = pts[keep, 0], pts[keep, 1]
@@ -129,7 +129,7 @@ def hypervolume(points: ArrayLike, ref: ArrayLike) -> float:
     """
     ref_x, ref_y = (float(v) for v in np.asarray(ref, dtype=float).reshape(2))
     pts = as_points(points)
-    pts = pts[_finite_rows(pts)]
+    pts = pts[_rows_without_nan(pts)]
     pts = pts[(pts[:, 0] > ref_x) & (pts[:, 1] > ref_y)]
     if pts.size == 0:
         return 0.0
@@ -159,7 +159,7 @@ def aup(points: ArrayLike, y_max: float, alpha: float = 3.0) -> float:
     if not y_max > 0:
         raise ValueError(f"aup: y_max must be a positive accuracy in percent; got {y_max}")
     pts = as_points(points)
-    pts = pts[_finite_rows(pts)]
+    pts = pts[_rows_without_nan(pts)]
     if pts.size == 0:
         return 0.0
     pts = pts[np.lexsort((-pts[:, 1], pts[:, 0]))]
@@ -204,7 +204,7 @@ def _eaf_levels(point_sets: Sequence[ArrayLike]) -> tuple[NDArray[np.float64], i
     import moocore
 
     cleaned = [as_points(s) for s in point_sets]
-    cleaned = [s[_finite_rows(s)] for s in cleaned]
+    cleaned = [s[_rows_without_nan(s)] for s in cleaned]
     nonempty = [s for s in cleaned if len(s)]
     if not nonempty:
         return np.empty((0, 3)), len(cleaned), 0

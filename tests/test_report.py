@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import socket
 import subprocess
@@ -25,9 +26,12 @@ from pareto_bench.report.sweep_data import load_sweep_dir
 CLI = [sys.executable, "-c", "from pareto_bench.cli import main; main()"]
 
 
-def run_cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str | Path, cwd: Path, tmpdir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TMPDIR": str(tmpdir)} if tmpdir else None
     return subprocess.run(
-        [*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300
+        [*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
     )
 
 
@@ -272,6 +276,19 @@ def test_mlflow_reader_rebuilds_points_from_metrics(mlflow_sweep, sweep_dir, tmp
     assert sweep.meta["parent_run_id"] == parent
     with pytest.raises(FileNotFoundError, match="not found"):
         load_mlflow_run("f" * 32, uri, dest=tmp_path / "none")
+
+
+def test_cli_compare_reads_an_mlflow_run(mlflow_sweep, sweep_dir, tmp_path):
+    root, uri, parent = mlflow_sweep
+    done = run_cli("compare", parent, sweep_dir / "trials" / "0", "--tracking-uri", uri, "--json",
+                   "--n-boot", "50", cwd=root, tmpdir=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["a"] == f"run {parent[:8]}"
+    # A sweep's side is its trials' frontier, scored as a frontier (several curves mixed).
+    for comparison in result["tasks"].values():
+        assert comparison["aup_method_a"] == "frontier" and comparison["aup_diff"]["low"] > 0
+    assert list(tmp_path.iterdir()) == []  # the downloaded artifacts are cleaned up
 
 
 # ---------------------------------------------------------------------------------- CLI

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -191,20 +192,22 @@ def report(
     if n_boot < 1:
         raise _user_error(f"--n-boot {n_boot}: needs at least 1 replicate")
     reference = _parse_ref(ref)
-    sweep = (
-        load_sweep_dir(sweep_dir) if sweep_dir else load_mlflow_run(str(mlflow_run), tracking_uri)
-    )
-    path = out or Path("reports/out") / f"{sweep.name}.pdf"
-    with progress_bar("report", len(STAGES)) as bar:
-        result = build_report(
-            sweep,
-            path,
-            ref=reference,
-            n_boot=n_boot,
-            seed=seed,
-            log_to_mlflow=log_mlflow,
-            step=lambda stage: bar.advance(status=stage),
-        )
+    with tempfile.TemporaryDirectory(prefix="pareto-bench-mlflow-") as download:
+        if sweep_dir is not None:
+            sweep = load_sweep_dir(sweep_dir)
+        else:
+            sweep = load_mlflow_run(str(mlflow_run), tracking_uri, download)
+        path = out or Path("reports/out") / f"{sweep.name}.pdf"
+        with progress_bar("report", len(STAGES)) as bar:
+            result = build_report(
+                sweep,
+                path,
+                ref=reference,
+                n_boot=n_boot,
+                seed=seed,
+                log_to_mlflow=log_mlflow,
+                step=lambda stage: bar.advance(status=stage),
+            )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"report: {result.path}")

@@ -7,10 +7,8 @@ cannot be reached the PDF is kept and a warning says so.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 from pareto_bench.frontier import DEFAULT_REF
 from pareto_bench.report import plots
 from pareto_bench.report.importance import compute_importances
+from pareto_bench.report.mlflow_source import quiet_mlflow
 from pareto_bench.report.pdf import FigurePage, ReportContent, write_pdf
 from pareto_bench.report.provenance import code_version, environment
 from pareto_bench.report.published import overlay_points
@@ -306,25 +305,6 @@ def build_content(
     )
 
 
-@contextlib.contextmanager
-def _quick_http_failures() -> Iterator[None]:
-    """An unreachable tracking server should cost seconds, not MLflow's minutes of retries."""
-    saved = {
-        k: os.environ.get(k)
-        for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
-    }
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def log_pdf_to_run(pdf: Path, tracking_uri: str, run_id: str) -> str | None:
     """Log ``pdf`` under ``report/`` of the run; returns a warning instead of raising."""
     if tracking_uri.startswith("sqlite:///"):
@@ -336,7 +316,7 @@ def log_pdf_to_run(pdf: Path, tracking_uri: str, run_id: str) -> str | None:
                 f"the sweep's working directory to log it. The PDF is kept at {pdf}"
             )
     try:
-        with _quick_http_failures():
+        with quiet_mlflow():
             from mlflow.tracking import MlflowClient
 
             MlflowClient(tracking_uri=tracking_uri).log_artifact(

@@ -124,10 +124,11 @@ def _as_choice(distribution: Any, value: Any) -> Any:
     return str(value) if choices is not None and value not in choices else value
 
 
-def _objective_names(study: Any) -> list[str]:
-    names = getattr(study, "metric_names", None)
-    if names and len(names) == len(study.directions):
-        return list(names)
+def _objective_names(study: Any, sweep: SweepData) -> list[str]:
+    """The study's metric names, else sweep.json's ``objectives``, else positions."""
+    for names in (getattr(study, "metric_names", None), sweep.meta.get("objectives")):
+        if isinstance(names, list) and len(names) == len(study.directions):
+            return [str(n) for n in names]
     return [f"objective {i}" for i in range(len(study.directions))]
 
 
@@ -149,7 +150,7 @@ def compute_importances(sweep: SweepData, seed: int = 0) -> Importances:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, source = _study_from_storage(sweep)
     if study is not None:
-        objectives = _objective_names(study)
+        objectives = _objective_names(study, sweep)
     else:
         objectives = _default_objectives(sweep)
         fallback_reason = source

@@ -9,13 +9,14 @@ logged no eval.jsonl or train.jsonl, its points and curves are rebuilt from the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import re
 import shutil
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,27 @@ NUMBER_TAGS = ("trial_number", "optuna.trial_number", "optuna.trial.number", "nu
 # ``@`` in metric names); ``@op``, the contract's first spelling, is still read.
 AT_OP_SUFFIXES = ("@op", "_at_op")
 RUN_STATES = {"FINISHED": "COMPLETE", "FAILED": "FAIL", "KILLED": "FAIL"}
+
+
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """No download progress bars on the user's terminal, and an unreachable tracking server
+    costs seconds rather than MLflow's minutes of retries."""
+    settings = {
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    }
+    saved = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def resolve_tracking_uri(tracking_uri: str | None) -> str:
@@ -154,10 +176,8 @@ def _sweep_root(parent: Path) -> Path | None:
     return None
 
 
-def materialise_run(
-    run_id: str, tracking_uri: str | None = None, dest: str | Path | None = None
-) -> Path:
-    """Download a sweep's parent run (and its child runs) into a sweep directory layout."""
+def materialise_run(run_id: str, tracking_uri: str | None, dest: str | Path) -> Path:
+    """Download a sweep's parent run (and its child runs) under ``dest`` as a sweep directory."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -170,7 +190,7 @@ def materialise_run(
             f"MLflow run {run_id!r} not found at {uri} ({str(e).splitlines()[0]}); check the run "
             "id or pass --tracking-uri"
         ) from None
-    work = Path(dest) if dest else Path(tempfile.mkdtemp(prefix="pareto-bench-mlflow-"))
+    work = Path(dest)
     parent = _download(run_id, uri, work / "parent")
     sweep = work / "sweep"
     shutil.rmtree(sweep, ignore_errors=True)
@@ -227,11 +247,11 @@ def _write_children(
         append_jsonl(sweep / "trials.jsonl", sorted(records, key=lambda r: r.number))
 
 
-def load_mlflow_run(
-    run_id: str, tracking_uri: str | None = None, dest: str | Path | None = None
-) -> SweepData:
-    """A sweep read back from its parent MLflow run (see the module docstring)."""
+def load_mlflow_run(run_id: str, tracking_uri: str | None, dest: str | Path) -> SweepData:
+    """A sweep read back from its parent MLflow run (see the module docstring). Files are
+    downloaded under ``dest``, which the caller owns: the report still reads the study there."""
     uri = resolve_tracking_uri(tracking_uri)
-    sweep = load_sweep_dir(materialise_run(run_id, uri, dest))
+    with quiet_mlflow():
+        sweep = load_sweep_dir(materialise_run(run_id, uri, dest))
     sweep.source = f"MLflow run {run_id} at {uri}"
     return sweep

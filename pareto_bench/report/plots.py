@@ -30,6 +30,7 @@ FRONTIER_COLOR = "#c0392b"
 PUBLISHED_COLOR = "#f39c12"
 BASELINE_STYLES = (("s", "#222222"), ("D", "#7f8c8d"), ("^", "#5d4037"), ("v", "#37474f"))
 X_LABEL = "TPF (tokens per forward)"
+MIN_ACCURACY_SPAN = 5.0  # percentage points
 Y_LABEL = "accuracy (%)"
 
 
@@ -65,6 +66,11 @@ def _finish(ax: Axes, title: str) -> None:
     ax.set_ylabel(Y_LABEL)
     ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
+    # Accuracy that barely varies (all 0%, say) would otherwise be drawn over +-0.04 points.
+    low, high = ax.get_ylim()
+    if high - low < MIN_ACCURACY_SPAN:
+        low = max(-0.5, (low + high - MIN_ACCURACY_SPAN) / 2)
+        ax.set_ylim(low, low + MIN_ACCURACY_SPAN)
 
 
 class _LabelPlacer:

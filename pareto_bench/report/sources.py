@@ -4,6 +4,7 @@ directory, an EvalRecord JSONL file or an MLflow run id."""
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +90,9 @@ def load_source(argument: str, tracking_uri: str | None = None) -> Source:
     if MLFLOW_RUN_ID.match(argument):
         from pareto_bench.report.mlflow_source import load_mlflow_run
 
-        return _from_sweep(load_mlflow_run(argument, tracking_uri), f"run {argument[:8]}")
+        with tempfile.TemporaryDirectory(prefix="pareto-bench-mlflow-") as download:
+            sweep = load_mlflow_run(argument, tracking_uri, download)
+            return _from_sweep(sweep, f"run {argument[:8]}")
     raise FileNotFoundError(
         f"{argument}: no such file or directory; expected a sweep directory, a trial directory, "
         "an EvalRecord JSONL file or an MLflow run id"
