@@ -222,12 +222,15 @@ def _log_sweep_to_mlflow(sweep_dir: Path, uri: str, artifacts: Path) -> str:
         }
         child = client.create_run(experiment, run_name=trial.record.name, tags=tags).info.run_id
         if trial.record.name == "grpo":  # metrics only: the reader must rebuild its points
-            points = [
-                Metric(f"{r.task}/{key}", value, 0, step)
-                for r in trial.evals
-                for step, key, value in [(sorted({x.threshold for x in trial.evals}).index(r.threshold),
-                                          k, v) for k, v in (("accuracy", r.accuracy), ("tpf", r.tpf))]
-            ]  # fmt: skip
+            # No {task}/threshold metric either: step = index of the threshold in sweep.json.
+            thresholds = sorted({r.threshold for r in trial.evals})
+            points = []
+            for r in trial.evals:
+                step = thresholds.index(r.threshold)
+                points += [
+                    Metric(f"{r.task}/accuracy", r.accuracy, 0, step),
+                    Metric(f"{r.task}/tpf", r.tpf, 0, step),
+                ]
             client.log_batch(child, metrics=points)
         else:
             folder = sweep_dir / "trials" / str(trial.number)
