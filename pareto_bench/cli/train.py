@@ -10,6 +10,8 @@ import typer
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     app.command("train")(train_command)
+    bench.command("train")(bench_train)
+    bench.command("rl")(bench_rl)
 
 
 def train_command(
@@ -54,3 +56,48 @@ def train_command(
             f"step {last.step}: reward {last.reward:+.3f}  accuracy {last.accuracy:.1f}%  TPF {last.tpf:.2f}"
         )
     print(f"checkpoint: {result.checkpoint_dir}")
+
+
+def bench_train(
+    recipe: Annotated[str, typer.Option(help="Trainer recipe.")] = "trainers/lightningrl.yaml",
+    steps: Annotated[int, typer.Option(help="Steps to run (the first is not counted).")] = 3,
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Override a config field, key=value.")
+    ] = [],  # noqa: B006
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (the default output).")
+    ] = True,
+) -> None:
+    """Seconds per RL step on tiny (B=16 x G=8 by default) and its rollout/likelihood/backward split."""
+    import json
+
+    from pareto_bench.bench.train import bench_train as run
+
+    print(json.dumps(run(recipe, steps, tuple(set_)), indent=None if as_json else 2))
+
+
+def bench_rl(
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    limit: Annotated[
+        int | None, typer.Option(help="Held-out problems per evaluation (default all 500).")
+    ] = None,
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Override a field of both recipes, key=value.")
+    ] = [],  # noqa: B006
+    out: Annotated[Path, typer.Option(help="Where the runs go.")] = Path("runs/bench-rl"),
+) -> None:
+    """Base vs GRPO vs LightningRL on tiny: medians over seeds of accuracy, TPF and AUP. Prints JSON."""
+    import json
+
+    from pareto_bench.bench.rl import bench_rl as run
+
+    print(
+        json.dumps(
+            run(
+                seeds=tuple(int(s) for s in seeds.split(",")),
+                overrides=tuple(set_),
+                limit=limit,
+                out_dir=out,
+            )
+        )
+    )

@@ -1,0 +1,69 @@
+"""The foundation commands, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from pareto_bench.cli import app
+from pareto_bench.models import load_model
+from pareto_bench.records import EvalRecord, read_jsonl
+
+runner = CliRunner()
+
+
+def test_decode_prints_text_tokens_forwards_and_tpf():
+    result = runner.invoke(
+        app, ["decode", "--model", "tiny", "--prompt", "1,2,3,4:", "--threshold", "0.9", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["tpf"] == len(out["tokens"]) / out["num_forwards"]
+    assert len(out["step_map"]) == len(out["tokens"])
+    assert out["text"] == load_model("tiny").decode(out["tokens"])
+
+
+def test_eval_writes_records_with_aggregate_tpf(tmp_path):
+    path = tmp_path / "eval.jsonl"
+    args = [
+        "eval",
+        "--model",
+        "tiny",
+        "--task",
+        "synthetic",
+        "--thresholds",
+        "0.5,1.01",
+        "--limit",
+        "12",
+        "--out",
+        str(path),
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    records = read_jsonl(path, EvalRecord)
+    assert [r.threshold for r in records] == [0.5, 1.01]
+    for r in records:
+        assert r.num_samples == 12 == len(r.samples)
+        assert r.tpf == sum(s.num_tokens for s in r.samples) / sum(
+            s.num_forwards for s in r.samples
+        )
+        assert r.accuracy == 100 * sum(s.correct for s in r.samples) / 12
+        assert "answer_accuracy" in r.extra
+    assert records[1].tpf <= 1.0  # tau > 1: one token per forward
+
+
+def test_eval_rejects_bad_thresholds_in_one_line():
+    result = runner.invoke(app, ["eval", "--task", "synthetic", "--thresholds", "0.5,high"])
+    assert result.exit_code != 0
+    assert "--thresholds" in str(result.exception)
+
+
+def test_pretrain_tiny_runs_a_few_steps_and_saves_a_loadable_checkpoint(tmp_path):
+    out = tmp_path / "tiny"
+    args = ["pretrain-tiny", "--out", str(out), "--steps", "3", "--set", "batch_size=8"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lm = load_model(out)
+    assert lm.block_size == 8 and lm.mask_id == lm.tokenizer.mask_token_id
