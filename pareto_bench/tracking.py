@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -275,13 +276,20 @@ class MlflowTracker:
         if self._client is None:
             for key, value in self._HTTP_DEFAULTS.items():
                 os.environ.setdefault(key, value)
-            local = _sqlite_dir(self.uri)
-            if local is not None:
-                local.mkdir(parents=True, exist_ok=True)
             _quiet_store_logs()
             from mlflow import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.uri)
+            local = _sqlite_dir(self.uri)
+            if local is None:
+                self._client = MlflowClient(tracking_uri=self.uri)
+                return self._client
+            local.mkdir(parents=True, exist_ok=True)
+            # Two workers opening a new SQLite store at once would both run its schema
+            # migrations and one would fail: opening it happens under a file lock.
+            with _file_lock(local / "mlflow.db.lock"):
+                client = MlflowClient(tracking_uri=self.uri)
+                client.search_experiments(max_results=1)
+            self._client = client
         return self._client
 
     def _experiment_id(self, client: Any, name: str) -> str:
@@ -319,6 +327,18 @@ class MlflowTracker:
 
 
 TRACKERS.register("mlflow", MlflowTracker)
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _param_text(value: Any) -> str:

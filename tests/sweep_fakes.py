@@ -57,10 +57,25 @@ def quick_body(spec, on_step):
                 raise FakeDiverged(f"step {step}: the loss is nan")
             time.sleep(step_s)
             record = TrainStepRecord(
-                step=step, reward=0.1 * step, reward_acc=0.0, reward_tpf=0.0, accuracy=50.0,
-                tpf=2.0 + 0.1 * step, filtered_fraction=0.0, refill_rounds=0, policy_loss=0.0,
-                kl=0.0, nll=0.0, loss=0.5 - 0.1 * step, clip_fraction=0.0, grad_norm=1.0,
-                step_time=step_s, rollout_time=0.0, likelihood_time=0.0, backward_time=0.0, lr=1e-4,
+                step=step,
+                reward=0.1 * step,
+                reward_acc=0.0,
+                reward_tpf=0.0,
+                accuracy=50.0,
+                tpf=2.0 + 0.1 * step,
+                filtered_fraction=0.0,
+                refill_rounds=0,
+                policy_loss=0.0,
+                kl=0.0,
+                nll=0.0,
+                loss=0.5 - 0.1 * step,
+                clip_fraction=0.0,
+                grad_norm=1.0,
+                step_time=step_s,
+                rollout_time=0.0,
+                likelihood_time=0.0,
+                backward_time=0.0,
+                lr=1e-4,
             )
             append_jsonl(trial_dir / "train.jsonl", [record])
             on_step(record)

@@ -112,12 +112,13 @@ class SweepDisplay:
         )
 
     def note(self, text: str) -> None:
-        self._log(text)
+        """Something the user must see (a recovered trial, a warning), even with the display off."""
+        self._log(text, always=True)
 
     # -- rendering ----------------------------------------------------------------------
 
-    def _log(self, text: str) -> None:
-        if not self.enabled:
+    def _log(self, text: str, always: bool = False) -> None:
+        if not (self.enabled or always):
             return
         if self._live is not None:
             self._live.console.print(Text(text))

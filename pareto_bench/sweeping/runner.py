@@ -14,6 +14,7 @@ the tracker follow it, and a re-run first brings ``trials.jsonl`` up to date.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -134,11 +135,17 @@ class Sweep:
         storage, label = open_storage(options.storage, out.root)
         tracker = get_tracker(options.tracking_uri or default_tracking_uri())
         study = SweepStudy.open(
-            spec, storage, label, plan, n_trials=budget, coordinator=not options.worker
+            spec,
+            storage,
+            label,
+            plan,
+            n_trials=budget,
+            coordinator=not options.worker,
+            on_setup=lambda s: start_parent_run(spec, s, tracker),
         )
         executor = make_executor(spec.executor.name, spec.executor.body)
         sweep = cls(spec, options, out, study, tracker, executor)
-        sweep._start_parent_run()
+        sweep._write_metadata()
         sweep._catch_up_records()
         return sweep
 
@@ -267,6 +274,16 @@ class Sweep:
         for artifact in (CONFIG_FILE, TRAIN_FILE, EVAL_FILE):
             self.tracker.log_artifact(run_id, trial_dir / artifact)
         self.study.set_attrs(number, **{WALL_TIME: time.monotonic() - started})
+        if not failure:
+            self.study.set_attrs(number, **{OBJECTIVES: objectives})
+        # The row goes to disk before the study hears of it: a worker killed in between leaves
+        # a trial the study still calls RUNNING, which recovery then fails (and the row after
+        # it wins). The other order could leave a finished trial whose row says RUNNING.
+        state = "FAIL" if failure else "COMPLETE"
+        record = dataclasses.replace(
+            record_of(self.study.frozen(number)), state=state, failure_reason=failure
+        )
+        self.out.append_trial(record)
         if failure:
             self.tracker.set_tags(run_id, {"failure_reason": failure})
             self.tracker.end_run(run_id, failed_status)
@@ -274,11 +291,8 @@ class Sweep:
         else:
             assert tell is not None and tell[2] is not None
             self.tracker.end_run(run_id, "FINISHED")
-            self.study.set_attrs(number, **{OBJECTIVES: objectives})
             optuna_study, trial, values = tell
             self.study.complete(optuna_study, trial, values)
-        record = record_of(self.study.frozen(number))
-        self.out.append_trial(record)
         self.tracker.log_artifact(self.parent_run_id, self.out.trials_jsonl)
         self.display.trial_finished(record)
         return record
@@ -309,16 +323,9 @@ class Sweep:
 
     # -- the parent run and records -----------------------------------------------------
 
-    def _start_parent_run(self) -> None:
-        if not self.parent_run_id:
-            self.parent_run_id = self.tracker.start_run(
-                self.spec.name,
-                experiment=self.spec.experiment_name,
-                tags={"kind": "sweep", "sweep": self.spec.name, "study": self.study.name},
-            )
-            if self.parent_run_id:
-                self.study.set_parent_run(self.tracker.uri, self.parent_run_id)
-                self.tracker.log_params(self.parent_run_id, sweep_params(self.spec))
+    def _write_metadata(self) -> None:
+        # A worker whose tracking store differs from the creator's has no parent run there yet.
+        self.parent_run_id = start_parent_run(self.spec, self.study, self.tracker)
         previous = self.out.read_info()
         info = sweep_info(
             self.spec,
@@ -334,7 +341,7 @@ class Sweep:
 
     def _catch_up_records(self) -> None:
         """Append a row for every trial whose last ``trials.jsonl`` row disagrees with the study
-        (a worker killed between telling the study and writing its row)."""
+        (a worker killed between failing a dead trial in the study and writing its row)."""
         latest = self.out.latest_trials()
         for trial in self.study.trials():
             if trial.state.name == "WAITING":
@@ -411,6 +418,21 @@ class CurveStream:
             points, self._points = self._points, []
             self._last_flush = time.monotonic()
         self.tracker.log_metrics(self.run_id, points)
+
+
+def start_parent_run(spec: SweepSpec, study: SweepStudy, tracker: Tracker) -> str:
+    """The sweep's parent run in ``tracker``'s store, created once per store."""
+    run_id = study.parent_run(tracker.uri)
+    if not run_id:
+        run_id = tracker.start_run(
+            spec.name,
+            experiment=spec.experiment_name,
+            tags={"kind": "sweep", "sweep": spec.name, "study": study.name},
+        )
+        if run_id:
+            study.set_parent_run(tracker.uri, run_id)
+            tracker.log_params(run_id, sweep_params(spec))
+    return run_id
 
 
 def resolve_trial_config(

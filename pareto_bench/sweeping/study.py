@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,16 +82,29 @@ def open_storage(url: str | None, out_dir: Path) -> tuple[Any, str]:
     quiet_optuna()
 
     if url and "://" in url:
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}), url
-        except Exception as e:
-            raise ConfigError(
-                f"--storage {url}: cannot open it ({str(e).splitlines()[0]})"
-            ) from None
+        return _open_rdb(url), url
     path = (Path(url) if url else out_dir / JOURNAL_FILE).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     backend = optuna.storages.journal.JournalFileBackend(str(path))
     return optuna.storages.JournalStorage(backend), str(path)
+
+
+def _open_rdb(url: str, attempts: int = 5) -> Any:
+    import random
+
+    import optuna
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except Exception as e:
+            # Workers starting together on a fresh database race to create its tables; the
+            # loser's retry finds them made. Anything else fails the same way every time.
+            if attempt == attempts - 1:
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ConfigError(f"--storage {url}: cannot open it ({reason})") from None
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
 def spec_identity(spec: SweepSpec) -> dict[str, Any]:
@@ -170,9 +183,11 @@ class SweepStudy:
         *,
         n_trials: int,
         coordinator: bool,
+        on_setup: Callable[[SweepStudy], None] | None = None,
         ready_timeout_s: float = 60.0,
     ) -> SweepStudy:
-        """Create the study (the one process that wins creation sets it up) or join it."""
+        """Create the study (the one process that wins creation sets it up) or join it.
+        ``on_setup`` runs as the last step of setup, before workers are let in."""
         import optuna
 
         self = cls(spec, storage, storage_label, plan)
@@ -189,6 +204,8 @@ class SweepStudy:
         if self.created:
             study.set_user_attr(IDENTITY, spec_identity(spec))
             self.ensure_slots(n_trials)
+            if on_setup is not None:
+                on_setup(self)
             study.set_user_attr(READY, True)
             return self
         self._check_matches(study)
@@ -201,6 +218,8 @@ class SweepStudy:
             self.study().set_user_attr(IDENTITY, spec_identity(spec))
         if coordinator:
             self.ensure_slots(n_trials)
+            if on_setup is not None:
+                on_setup(self)
             self.study().set_user_attr(READY, True)
         return self
 

@@ -1,0 +1,299 @@
+"""Crashes and concurrency, through the real CLI in separate processes (with the fake trial
+body of tests/sweep_fakes.py): SIGKILL mid-trial then resume; two workers on one study, on a
+journal file and on a PostgreSQL server the test starts itself."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from pareto_bench.records import TrialRecord, read_jsonl
+from pareto_bench.sweeping.study import process_alive
+from pareto_bench.tracking import PARENT_TAG
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).with_name("pareto-bench"))
+FAKE = ["--set", "executor.body=sweep_fakes:quick_body", "--set", "executor.name=subprocess"]
+
+
+def sweep_command(out: Path, *extra: str) -> list[str]:
+    return [
+        CLI,
+        "sweep",
+        str(ROOT / "sweeps" / "tiny.yaml"),
+        "--out",
+        str(out),
+        "--no-progress",
+        *FAKE,
+        *extra,
+    ]
+
+
+def env(tmp_path: Path, step_s: float) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "tests"),
+        "PB_FAKE_STEP_S": str(step_s),
+        "PB_FAKE_STARTED": str(tmp_path / "started"),
+    }
+
+
+def starts(tmp_path: Path) -> Counter[int]:
+    """How many times each trial number began running."""
+    folder = tmp_path / "started"
+    if not folder.is_dir():
+        return Counter()
+    return Counter({int(p.stem): len(p.read_text().split()) for p in folder.glob("*.started")})
+
+
+def wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def journal_study(out: Path) -> optuna.Study:
+    backend = optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))
+    return optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(backend))
+
+
+def last_rows(out: Path) -> dict[int, TrialRecord]:
+    return {r.number: r for r in read_jsonl(out / "trials.jsonl", TrialRecord)}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_trial_then_rerun_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command = sweep_command(out, "--trials", "3", "--set", "baselines=[base]")
+    # Slow steps, so that the kill lands in the middle of trial 2's training.
+    first = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env(tmp_path, step_s=1.0),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_for(lambda: starts(tmp_path)[2] == 1, 240, "trial 2 to start")
+    time.sleep(1.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    trial_pid = int((tmp_path / "started" / "2.started").read_text().split()[0])
+    wait_for(
+        lambda: not process_alive(trial_pid),
+        10,
+        "the orphaned trial process to die with its worker",
+    )
+
+    before = last_rows(out)
+    assert before[0].state == before[1].state == "COMPLETE" and before[2].state == "RUNNING"
+    killed_run = before[2].mlflow_run_id
+    assert (
+        MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db").get_run(killed_run).info.status
+        == "RUNNING"
+    )
+
+    rerun = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env=env(tmp_path, step_s=0.0),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+
+    rows = last_rows(out)
+    # No finished trial is lost or re-run; the killed one is FAIL; its retry and the rest complete.
+    assert {n: rows[n].state for n in rows} == {
+        0: "COMPLETE",
+        1: "COMPLETE",
+        2: "FAIL",
+        3: "COMPLETE",
+        4: "COMPLETE",
+    }
+    assert (
+        rows[0].mlflow_run_id == before[0].mlflow_run_id
+        and rows[1].mlflow_run_id == before[1].mlflow_run_id
+    )
+    assert starts(tmp_path)[0] == starts(tmp_path)[1] == 1
+    assert rows[2].failure_reason.startswith("killed: its worker process")
+    retry = rows[4]
+    assert retry.params == rows[2].params and retry.kind == "trial"
+    study = journal_study(out)
+    assert [t.state.name for t in study.trials] == [
+        "COMPLETE",
+        "COMPLETE",
+        "FAIL",
+        "COMPLETE",
+        "COMPLETE",
+    ]
+    assert study.trials[4].user_attrs["retry_of"] == 2
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    killed = client.get_run(killed_run)
+    assert (
+        killed.info.status == "FAILED"
+        and killed.data.tags["failure_reason"] == rows[2].failure_reason
+    )
+    assert "marked FAILED" in rerun.stderr
+
+
+def _check_shared_study(
+    tmp_path: Path, rows: dict[int, TrialRecord], study: optuna.Study, expected: int, uri: str
+) -> None:
+    # Every trial ran exactly once, in exactly one process; none is lost, none duplicated.
+    assert sorted(rows) == list(range(expected))
+    assert all(r.state == "COMPLETE" for r in rows.values())
+    assert starts(tmp_path) == Counter({n: 1 for n in range(expected)})
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * expected
+    history = Counter(
+        (r.number, r.state) for r in read_jsonl(tmp_path / "out" / "trials.jsonl", TrialRecord)
+    )
+    assert all(history[(n, "COMPLETE")] == 1 for n in range(expected))
+    client = MlflowClient(uri)
+    parents = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.kind = 'sweep'"
+    )
+    assert len(parents) == 1
+    children = client.search_runs(
+        [parents[0].info.experiment_id], f"tags.`{PARENT_TAG}` = '{parents[0].info.run_id}'"
+    )
+    assert len(children) == expected and all(c.info.status == "FINISHED" for c in children)
+
+
+def _run_two_workers(tmp_path: Path, extra: list[str]) -> list[subprocess.CompletedProcess[str]]:
+    command = sweep_command(
+        tmp_path / "out", "--trials", "6", "--set", "baselines=[base]", "--worker", *extra
+    )
+    workers = [
+        subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=env(tmp_path, step_s=0.3),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = []
+    for worker in workers:
+        stdout, stderr = worker.communicate(timeout=400)
+        results.append(subprocess.CompletedProcess(worker.args, worker.returncode, stdout, stderr))
+        assert worker.returncode == 0, stderr
+    return results
+
+
+def _ran(result: subprocess.CompletedProcess[str]) -> int:
+    return int(result.stdout.split("this process ran ")[1].split(")")[0])
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_journal_study(tmp_path: Path) -> None:
+    results = _run_two_workers(tmp_path, [])
+    assert sum(_ran(r) for r in results) == 7 and all(_ran(r) >= 1 for r in results)
+    _check_shared_study(
+        tmp_path,
+        last_rows(tmp_path / "out"),
+        journal_study(tmp_path / "out"),
+        7,
+        f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+    )
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on loopback (Debian's `postgresql` package)."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL is not installed (no initdb/pg_ctl; Debian package `postgresql`)")
+    pytest.importorskip(
+        "psycopg2", reason="psycopg2 is not installed (the dev extra has psycopg2-binary)"
+    )
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        try:
+            import pwd
+
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run the server as")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    base = Path(tempfile.mkdtemp(prefix="pareto-bench-pg-"))
+    data = base / "data"
+    if as_user:
+        shutil.chown(base, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        subprocess.run(
+            [*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        options = f"-h 127.0.0.1 -p {port} -k {base} -c fsync=off"
+        subprocess.run(
+            [
+                *as_user,
+                pg_ctl,
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(base / "log"),
+                "-w",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        try:
+            yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            subprocess.run(
+                [*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+                capture_output=True,
+                timeout=60,
+            )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_postgres_study(tmp_path: Path, postgres_url: str) -> None:
+    results = _run_two_workers(tmp_path, ["--storage", postgres_url])
+    assert sum(_ran(r) for r in results) == 7
+    assert not (tmp_path / "out" / "study.journal").exists()  # the study lives in PostgreSQL
+    study = optuna.load_study(study_name="tiny", storage=postgres_url)
+    _check_shared_study(
+        tmp_path, last_rows(tmp_path / "out"), study, 7, f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    )
