@@ -1,0 +1,121 @@
+"""``pareto-bench bench sweep``: what tracking costs, and what a second worker buys.
+
+Two runs of a shortened ``sweeps/tiny.yaml`` (real training and evaluation, MLflow on a fresh
+SQLite store), each in its own temporary directory:
+
+1. one worker (this process, all cores per trial): trials per hour, and the tracking
+   overhead, the wall time spent inside tracker calls as a percentage of the trials' wall time
+   (store creation and the MLflow import included);
+2. two ``--worker`` processes on one study (half the cores per trial each): trials per hour,
+   the speed-up over one worker, and a check that no trial was lost or run twice.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pareto_bench.records import TrialRecord, read_jsonl
+from pareto_bench.sweeping.runner import SweepOptions, run_sweep
+from pareto_bench.sweeping.spec import load_spec, resolve_spec_path
+
+
+def _overrides(trials: int, steps: int, threads: int) -> list[str]:
+    return [
+        f"trials={trials}",
+        "baselines=[]",  # every measured trial costs the same
+        f"train.steps={steps}",
+        f"executor.threads={threads}",
+    ]
+
+
+def _check_records(out: Path, trials: int) -> dict[str, Any]:
+    rows = read_jsonl(out / "trials.jsonl", TrialRecord)
+    final = {r.number: r for r in rows}
+    completes = Counter(r.number for r in rows if r.state == "COMPLETE")
+    return {
+        "trials_complete": sum(r.state == "COMPLETE" for r in final.values()),
+        "trials_failed": sum(r.state == "FAIL" for r in final.values()),
+        "lost": trials - len(final),
+        "duplicated": sum(count - 1 for count in completes.values() if count > 1),
+    }
+
+
+def bench_sweep(*, trials: int = 4, steps: int = 4, progress: bool = True) -> dict[str, Any]:
+    spec_path = resolve_spec_path("tiny")
+    cores = os.cpu_count() or 1
+    result: dict[str, Any] = {
+        "spec": str(spec_path),
+        "trials": trials,
+        "steps_per_trial": steps,
+        "cpu_cores": cores,
+        "load_average_before": round(os.getloadavg()[0], 2),
+    }
+    with tempfile.TemporaryDirectory(prefix="pareto-bench-sweep-") as tmp:
+        one_dir = Path(tmp) / "one"
+        one_dir.mkdir()
+        spec = load_spec(spec_path, _overrides(trials, steps, cores))
+        options = SweepOptions(
+            spec_path=spec_path,
+            out_dir=one_dir / "out",
+            tracking_uri=f"sqlite:///{one_dir}/mlruns/mlflow.db",
+            progress=progress,
+        )
+        start = time.perf_counter()
+        one = run_sweep(spec, options)
+        one_wall = time.perf_counter() - start
+        trial_wall = sum(r.wall_time for r in one.ran)
+        result["one_worker"] = {
+            "wall_s": round(one_wall, 1),
+            "trials_per_hour": round(3600 * len(one.ran) / one_wall, 1),
+            **_check_records(one_dir / "out", trials),
+        }
+        result["tracking_seconds"] = round(one.tracking_seconds, 3)
+        result["trial_wall_seconds"] = round(trial_wall, 1)
+        result["tracking_overhead_pct"] = round(100 * one.tracking_seconds / trial_wall, 3)
+
+        two_dir = Path(tmp) / "two"
+        two_dir.mkdir()
+        threads = max(1, cores // 2)
+        command = [
+            str(Path(sys.executable).with_name("pareto-bench")),
+            "sweep",
+            str(spec_path),
+            "--out",
+            str(two_dir / "out"),
+            "--tracking-uri",
+            f"sqlite:///{two_dir}/mlruns/mlflow.db",
+            "--worker",
+            "--no-progress",
+        ]
+        for override in _overrides(trials, steps, threads):
+            command += ["--set", override]
+        start = time.perf_counter()
+        workers = [
+            subprocess.Popen(
+                command, cwd=two_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
+        outputs = [w.communicate() for w in workers]
+        two_wall = time.perf_counter() - start
+        for worker, (_, err) in zip(workers, outputs, strict=True):
+            if worker.returncode != 0:
+                raise RuntimeError(f"a bench worker failed: {err.strip().splitlines()[-1:]}")
+        result["two_workers"] = {
+            "wall_s": round(two_wall, 1),
+            "trials_per_hour": round(3600 * trials / two_wall, 1),
+            "threads_per_trial": threads,
+            **_check_records(two_dir / "out", trials),
+        }
+    result["speedup_two_vs_one"] = round(
+        result["two_workers"]["trials_per_hour"] / result["one_worker"]["trials_per_hour"], 3
+    )
+    result["load_average_after"] = round(os.getloadavg()[0], 2)
+    return result
