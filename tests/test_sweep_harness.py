@@ -143,6 +143,9 @@ def test_output_and_mlflow_layout(tmp_path: Path) -> None:
         )
         artifacts = {a.path for a in client.list_artifacts(run_id)}
         assert "eval.jsonl" in artifacts
+        assert [a.path for a in client.list_artifacts(run_id, "plots")] == [
+            "plots/synthetic_frontier.png"
+        ]
         if child.info.run_name != "base":
             assert {"config.yaml", "train.jsonl"} <= artifacts
             assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [0, 1, 2, 3]

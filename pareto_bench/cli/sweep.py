@@ -92,8 +92,9 @@ def sweep_command(
         f"{counts.get('RUNNING', 0)} running elsewhere, {counts.get('WAITING', 0)} waiting "
         f"(this process ran {len(result.ran)})"
     )
-    print(f"records: {result.out_dir}")
-    print(f"tracking: {result.tracking_uri}  (browse it with: pareto-bench ui {result.out_dir})")
+    print(f"records: {result.out_dir.resolve()}")
+    if result.parent_run_id:
+        print(f"tracking: {result.tracking_uri}  (browse it: pareto-bench ui {result.out_dir})")
 
 
 def ui_command(

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pareto_bench.records import EvalRecord, TrainStepRecord
@@ -87,6 +88,43 @@ def trial_params(spec: TrialSpec) -> dict[str, Any]:
     )
     params.update(spec.params)  # the sampled values, exactly as Optuna holds them
     return {k: v for k, v in params.items() if v is not None}
+
+
+def frontier_plots(
+    name: str,
+    records: Sequence[EvalRecord],
+    baselines: Mapping[str, Sequence[EvalRecord]],
+    dest: Path,
+) -> list[Path]:
+    """One PNG per task, ``{task}_frontier.png``: this trial's accuracy-vs-TPF curve (a point
+    per threshold) over the baselines' curves."""
+    import numpy as np
+
+    from pareto_bench.report.plots import PlotCurve, figure_png, frontier_figure
+
+    def curve(label: str, rows: Sequence[EvalRecord]) -> PlotCurve:
+        rows = sorted(rows, key=lambda r: r.threshold)
+        return PlotCurve(
+            label, np.array([[r.tpf, r.accuracy] for r in rows]), [r.threshold for r in rows]
+        )
+
+    paths = []
+    for task in dict.fromkeys(r.task for r in records):
+        mine = [r for r in records if r.task == task]
+        others = [
+            curve(label, [r for r in rows if r.task == task])
+            for label, rows in baselines.items()
+            if label != name and any(r.task == task for r in rows)
+        ]
+        figure = frontier_figure(task, [curve(name, mine)], others, title=f"{name} on {task}")
+        path = dest / f"{_safe(task)}_frontier.png"
+        path.write_bytes(figure_png(figure, dpi=100))
+        paths.append(path)
+    return paths
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _finite(value: Any) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from pareto_bench.config import ConfigError, build, deep_merge, read_yaml, set_dotted
-from pareto_bench.records import TrainStepRecord, TrialRecord
+from pareto_bench.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
 from pareto_bench.sweeping import layout
 from pareto_bench.sweeping.executors import Executor, make_executor
 from pareto_bench.sweeping.outdir import SweepDir, sweep_info
 from pareto_bench.sweeping.progress import Snapshot, SweepDisplay, best_records
-from pareto_bench.sweeping.samplers import BASELINE, KIND_ATTR, SEARCH, build_sampler
+from pareto_bench.sweeping.samplers import BASELINE, KIND_ATTR, SEARCH, build_sampler, is_baseline
 from pareto_bench.sweeping.spec import (
     BASE_MODEL_BASELINE,
     SweepSpec,
@@ -94,11 +95,7 @@ def default_out_dir(spec: SweepSpec) -> Path:
 
 
 def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepResult:
-    sweep = Sweep.open(spec, options)
-    try:
-        return sweep.run()
-    finally:
-        sweep.close()
+    return Sweep.open(spec, options).run()
 
 
 class Sweep:
@@ -124,7 +121,7 @@ class Sweep:
         self.display = SweepDisplay(
             spec.name, spec.objective_keys, self.snapshot, enabled=options.progress
         )
-        self._ended_parent = False
+        self.plot_seconds = 0.0  # rendering artifacts is tracking work too
 
     @classmethod
     def open(cls, spec: SweepSpec, options: SweepOptions) -> Sweep:
@@ -149,9 +146,6 @@ class Sweep:
         sweep._catch_up_records()
         return sweep
 
-    def close(self) -> None:
-        pass
-
     # -- the loop -----------------------------------------------------------------------
 
     def run(self) -> SweepResult:
@@ -170,7 +164,7 @@ class Sweep:
         result.recovered += self.recover_dead()
         result.counts = dict(self.study.state_counts())
         self._finish_parent_run(result.counts)
-        result.tracking_seconds = float(getattr(self.tracker, "seconds", 0.0))
+        result.tracking_seconds = float(getattr(self.tracker, "seconds", 0.0)) + self.plot_seconds
         return result
 
     def recover_dead(self) -> list[TrialRecord]:
@@ -246,6 +240,7 @@ class Sweep:
                 self.tracker.log_metrics(
                     run_id, layout.eval_metrics(records) + layout.summary_metrics(objectives)
                 )
+                self._log_plots(run_id, name, records)
         except TrialFailed as e:
             failure = e.reason
         except ConfigError as e:  # a sampled value the trainer config rejects
@@ -296,6 +291,30 @@ class Sweep:
         self.tracker.log_artifact(self.parent_run_id, self.out.trials_jsonl)
         self.display.trial_finished(record)
         return record
+
+    def _log_plots(self, run_id: str, name: str, records: list[EvalRecord]) -> None:
+        """Each task's frontier of this trial, beside the finished baselines', as PNG artifacts.
+        Plotting is a nicety: a failure is a warning, never a failed trial."""
+        if not run_id:
+            return
+        with tempfile.TemporaryDirectory(prefix="pareto-bench-plots-") as tmp:
+            start = time.perf_counter()
+            try:
+                paths = layout.frontier_plots(name, records, self._baseline_records(), Path(tmp))
+            except Exception as e:
+                self.display.note(f"warning: no frontier plot for {name} ({failure_reason(e)})")
+                paths = []
+            self.plot_seconds += time.perf_counter() - start
+            for path in paths:
+                self.tracker.log_artifact(run_id, path, "plots")
+
+    def _baseline_records(self) -> dict[str, list[EvalRecord]]:
+        found = {}
+        for trial in self.study.trials():
+            eval_file = self.out.trial_dir(trial.number) / EVAL_FILE
+            if is_baseline(trial) and trial.state.name == "COMPLETE" and eval_file.is_file():
+                found[trial_name(trial)] = read_jsonl(eval_file, EvalRecord)
+        return found
 
     # -- trials -------------------------------------------------------------------------
 
