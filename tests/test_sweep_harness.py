@@ -274,3 +274,13 @@ def test_spec_yaml_is_the_resolved_spec(tmp_path: Path) -> None:
     spec, _ = sweep("trials=1", "baselines=[]", "eval.limit=7", tracking_uri="none")
     saved = yaml.safe_load((tmp_path / "out" / "spec.yaml").read_text())
     assert saved["eval"]["limit"] == 7 and saved["executor"]["body"] == "sweep_fakes:quick_body"
+
+
+def test_aup_objective_makes_a_single_objective_study(tmp_path: Path) -> None:
+    _, result = sweep("trials=2", "baselines=[base]", "objectives=aup", tracking_uri="none")
+    study = load_study(tmp_path / "out")
+    assert len(study.directions) == 1
+    rows = last_rows(tmp_path / "out")
+    assert [t.values for t in study.trials] == [
+        [rows[t.number].objectives["synthetic/aup"]] for t in study.trials
+    ]

@@ -152,6 +152,42 @@ def test_sigkill_mid_trial_then_rerun_resumes(tmp_path: Path) -> None:
     assert "marked FAILED" in rerun.stderr
 
 
+@pytest.mark.slow
+def test_sigterm_marks_the_running_trial_failed_and_rerun_retries_it(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command = sweep_command(out, "--trials", "2", "--set", "baselines=[]")
+    first = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env(tmp_path, step_s=1.0),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_for(lambda: starts(tmp_path)[0] == 1, 240, "trial 0 to start")
+    time.sleep(1.5)
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=60)
+    trial_pid = int((tmp_path / "started" / "0.started").read_text().split()[0])
+    wait_for(lambda: not process_alive(trial_pid), 10, "the trial process to be stopped")
+    row = last_rows(out)[0]
+    assert row.state == "FAIL" and row.failure_reason.startswith("interrupted")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    assert client.get_run(row.mlflow_run_id).info.status == "KILLED"
+
+    rerun = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env=env(tmp_path, step_s=0.0),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    rows = last_rows(out)
+    assert {n: r.state for n, r in rows.items()} == {0: "FAIL", 1: "COMPLETE", 2: "COMPLETE"}
+    assert rows[2].params == row.params  # the interrupted trial, run again
+
+
 def _check_shared_study(
     tmp_path: Path, rows: dict[int, TrialRecord], study: optuna.Study, expected: int, uri: str
 ) -> None:

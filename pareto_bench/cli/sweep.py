@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -76,6 +77,9 @@ def sweep_command(
         for warning in spec_warnings(sweep_spec):
             console.print(f"warning: {warning}", style="yellow")
         return
+    # A scheduler's SIGTERM ends the sweep like Ctrl-C: the running trial is marked failed
+    # (and re-enqueued) instead of being left for a later run to find dead.
+    signal.signal(signal.SIGTERM, _interrupt)
     options = SweepOptions(
         spec_path=spec_path,
         trials=trials,
@@ -95,6 +99,10 @@ def sweep_command(
     print(f"records: {result.out_dir.resolve()}")
     if result.parent_run_id:
         print(f"tracking: {result.tracking_uri}  (browse it: pareto-bench ui {result.out_dir})")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def ui_command(
@@ -118,7 +126,9 @@ def ui_command(
 def bench_sweep_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object only.")] = False,
     trials: Annotated[int, typer.Option(help="Search trials per measurement.")] = 4,
-    steps: Annotated[int, typer.Option(help="RL steps per trial.")] = 4,
+    steps: Annotated[
+        int | None, typer.Option(help="RL steps per trial; default: tiny.yaml's.")
+    ] = None,
 ) -> None:
     """Tracking overhead (% of trial wall time) on tiny, and trials/hour with 1 vs 2 workers."""
     from pareto_bench.sweeping.bench import bench_sweep

@@ -246,7 +246,8 @@ class Sweep:
         except ConfigError as e:  # a sampled value the trainer config rejects
             failure = f"ConfigError: {e}"
         except KeyboardInterrupt:
-            self._end_trial(number, run_id, started, "interrupted (Ctrl-C)", {}, None, "KILLED")
+            self._end_trial(number, run_id, started, "interrupted (Ctrl-C or SIGTERM)", {}, None, "KILLED")
+            self.study.retry(self.study.frozen(number))  # a re-run picks it up again
             raise
         except Exception as e:  # a harness error fails this trial, not the sweep
             failure = failure_reason(e)
