@@ -14,8 +14,14 @@ from pareto_bench.sweeping.executors import (
     SubprocessExecutor,
     make_executor,
 )
-from pareto_bench.sweeping.plan import PlannedTrial, check_search_space, plan_trials, render_plan
-from pareto_bench.sweeping.runner import SweepOptions, SweepResult, default_out_dir, run_sweep
+from pareto_bench.sweeping.plan import PlannedTrial, plan_trials, render_plan
+from pareto_bench.sweeping.runner import (
+    SweepOptions,
+    SweepResult,
+    default_out_dir,
+    preflight,
+    run_sweep,
+)
 from pareto_bench.sweeping.samplers import SAMPLERS
 from pareto_bench.sweeping.spec import (
     SearchParam,
@@ -40,7 +46,7 @@ __all__ = [
     "TrialFailed",
     "TrialSpec",
     "TrialTimeout",
-    "check_search_space",
+    "preflight",
     "default_out_dir",
     "load_spec",
     "make_executor",

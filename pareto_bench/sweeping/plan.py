@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pareto_bench.config import ConfigError
-from pareto_bench.sweeping.runner import resolve_trial_config
+from pareto_bench.sweeping.runner import preflight, resolve_trial_config
 from pareto_bench.sweeping.samplers import BASELINE, KIND_ATTR, SEARCH, build_sampler
 from pareto_bench.sweeping.spec import SweepSpec
 from pareto_bench.sweeping.study import SweepStudy, quiet_optuna, trial_name
@@ -28,23 +27,6 @@ class PlannedTrial:
     config: dict[str, Any] | None  # the resolved TrainConfig; None for the base model
 
 
-def check_search_space(spec: SweepSpec, spec_path: Path | None) -> None:
-    """Resolve the trainer config at both ends of every searched range (and at every choice),
-    so that a range the trainer would reject fails now, naming the key, not mid-sweep."""
-    for key, param in spec.search_space.items():
-        values = param.choices if param.type == "categorical" else [param.low, param.high]
-        for value in values or []:
-            if param.type == "int":
-                value = int(value)
-            try:
-                resolve_trial_config(spec, spec_path, SEARCH, "search-space-check", {key: value})
-            except ConfigError as e:
-                raise ConfigError(
-                    f"{spec_path or 'spec'}: search_space key {key!r}: the value {value!r} is not a valid "
-                    f"trainer setting ({e}); narrow the range"
-                ) from None
-
-
 def plan_trials(
     spec: SweepSpec, spec_path: Path | None, budget: int | None = None
 ) -> list[PlannedTrial]:
@@ -53,7 +35,7 @@ def plan_trials(
     import optuna
 
     budget = spec.trials if budget is None else budget
-    check_search_space(spec, spec_path)
+    preflight(spec, spec_path)
     plan = build_sampler(spec, str(spec_path or "spec"))
     quiet_optuna()
     storage = optuna.storages.InMemoryStorage()

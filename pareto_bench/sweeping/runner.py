@@ -6,7 +6,7 @@ Every process of a sweep, the first one or the Nth ``--worker``, runs the same l
 2. fail (and re-enqueue once) any trial whose worker died;
 3. claim the next waiting trial, sample its parameters, resolve its trainer config;
 4. run it through the executor, streaming its training curve to the tracker;
-5. log its evaluation and artifacts, then tell the study and append to ``trials.jsonl``;
+5. log its evaluation and artifacts, append to ``trials.jsonl``, then tell the study;
 
 until no trial is left. Optuna is the source of truth for trial state; ``trials.jsonl`` and
 the tracker follow it, and a re-run first brings ``trials.jsonl`` up to date.
@@ -128,6 +128,7 @@ class Sweep:
         out = SweepDir(Path(options.out_dir or default_out_dir(spec)))
         out.root.mkdir(parents=True, exist_ok=True)
         budget = options.trials if options.trials is not None else spec.trials
+        preflight(spec, options.spec_path)  # fail now, not in the middle of the sweep
         plan = build_sampler(spec, str(options.spec_path or "spec"))
         storage, label = open_storage(options.storage, out.root)
         tracker = get_tracker(options.tracking_uri or default_tracking_uri())
@@ -246,7 +247,9 @@ class Sweep:
         except ConfigError as e:  # a sampled value the trainer config rejects
             failure = f"ConfigError: {e}"
         except KeyboardInterrupt:
-            self._end_trial(number, run_id, started, "interrupted (Ctrl-C or SIGTERM)", {}, None, "KILLED")
+            self._end_trial(
+                number, run_id, started, "interrupted (Ctrl-C or SIGTERM)", {}, None, "KILLED"
+            )
             self.study.retry(self.study.frozen(number))  # a re-run picks it up again
             raise
         except Exception as e:  # a harness error fails this trial, not the sweep
@@ -479,6 +482,26 @@ def resolve_trial_config(
     )
     source = f"{spec_path or 'spec'} (recipe {recipe}, {name})"
     return build(TrainConfig, data, source).model_dump(mode="json")
+
+
+def preflight(spec: SweepSpec, spec_path: Path | None) -> None:
+    """Resolve every baseline's trainer config, and the trials' at both ends of every searched
+    range (and at every choice), so that a missing recipe or a range the trainer would reject
+    fails now, naming the key, not in the middle of the sweep."""
+    for name in spec.baselines:
+        resolve_trial_config(spec, spec_path, BASELINE, name, {})
+    for key, param in spec.search_space.items():
+        values = param.choices if param.type == "categorical" else [param.low, param.high]
+        for value in values or []:
+            if param.type == "int":
+                value = int(value)
+            try:
+                resolve_trial_config(spec, spec_path, SEARCH, "search-space-check", {key: value})
+            except ConfigError as e:
+                raise ConfigError(
+                    f"{spec_path or 'spec'}: search_space key {key!r}: the value {value!r} is not a valid "
+                    f"trainer setting ({e}); narrow the range"
+                ) from None
 
 
 def sweep_params(spec: SweepSpec) -> dict[str, Any]:
