@@ -40,6 +40,9 @@ class PretrainConfig(StrictModel):
     time_limit_minutes: float | None = Field(
         None, gt=0, description="Stop early after this many minutes."
     )
+    checkpoint_every: int = Field(
+        0, ge=0, description="Also save <out>/step-N every N steps; 0 saves only at the end."
+    )
 
 
 def training_example(
@@ -107,6 +110,8 @@ def pretrain_tiny(
         optimizer.step()
         if on_step is not None:
             on_step(step, loss.item())
+        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
+            lm.save(Path(out_dir) / f"step-{step + 1}")
         if (
             config.time_limit_minutes
             and time.monotonic() - started > 60 * config.time_limit_minutes

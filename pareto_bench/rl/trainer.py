@@ -34,8 +34,10 @@ from pathlib import Path
 import torch
 
 from pareto_bench.config import dump_yaml
+from pareto_bench.decoding import Generation
 from pareto_bench.evaluate import evaluate
 from pareto_bench.likelihood import (
+    DenoisingBatch,
     block_views,
     build_batch,
     per_token,
@@ -44,7 +46,7 @@ from pareto_bench.likelihood import (
 )
 from pareto_bench.models import DiffusionLM, load_model
 from pareto_bench.progress import progress_bar
-from pareto_bench.records import EvalRecord, TrainStepRecord, append_jsonl, read_jsonl
+from pareto_bench.records import TrainStepRecord, append_jsonl, read_jsonl
 from pareto_bench.rl.advantages import compute_advantages
 from pareto_bench.rl.config import TrainConfig
 from pareto_bench.rl.filtering import drop_reason, fill_batch
@@ -66,7 +68,6 @@ class TrainingDiverged(RuntimeError):
 class TrainResult:
     checkpoint_dir: Path
     steps: list[TrainStepRecord] = field(default_factory=list)
-    evals: list[EvalRecord] = field(default_factory=list)
 
 
 def train(
@@ -88,7 +89,10 @@ def train(
 
     policy = load_model(checkpoint if resume else config.model)
     policy.model.train()
-    reference = _frozen_copy(policy) if config.loss.kl_beta > 0 else None
+    # The KL reference is the initial policy: on resume it is read again from config.model.
+    reference = None
+    if config.loss.kl_beta > 0:
+        reference = _frozen_copy(load_model(config.model) if resume else policy)
     eval_task = get_task(config.task)
     train_task = _training_task(config.task)
     train_problems = train_task.load(resolve_data_dir(config.data_dir))
@@ -106,27 +110,15 @@ def train(
         state = torch.load(checkpoint / TRAINER_STATE, weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         start_step = int(state["step"])
-        if reference is not None:
-            reference.model.load_state_dict(state["reference"])
-    else:
-        for stale in ("train.jsonl", "eval_steps.jsonl"):
-            (out / stale).unlink(missing_ok=True)
-
-    result = TrainResult(checkpoint)
-    if resume and (out / "train.jsonl").is_file():
-        result.steps = [
-            r for r in read_jsonl(out / "train.jsonl", TrainStepRecord) if r.step < start_step
-        ]
-    with progress_bar(f"train {config.name}", config.steps) as bar:
+    result = TrainResult(checkpoint, _records_before(out / "train.jsonl", start_step))
+    with progress_bar(f"train {config.name}", config.steps, enabled=progress) as bar:
         bar.advance(start_step)
         for step in range(start_step, config.steps):
             record = _train_step(
                 config, step, policy, reference, optimizer, train_task, train_problems, budget
             )
             if not math.isfinite(record.loss):
-                _save(
-                    out, policy, optimizer, reference, step
-                )  # the weights before this step are good
+                _save(out, policy, optimizer, step)  # the weights before this step are good
                 raise TrainingDiverged(
                     f"step {step}: the loss is {record.loss}; the last good checkpoint is {checkpoint}. "
                     "Lower optim.lr or raise optim.warmup_steps."
@@ -141,10 +133,10 @@ def train(
             )
             done = step + 1
             if config.save_every and done % config.save_every == 0 and done < config.steps:
-                _save(out, policy, optimizer, reference, done)
+                _save(out, policy, optimizer, done)
             if config.eval_every and done % config.eval_every == 0 and done < config.steps:
                 _evaluate_during_training(config, policy, eval_task, out, done)
-    _save(out, policy, optimizer, reference, config.steps)
+    _save(out, policy, optimizer, config.steps)
     return result
 
 
@@ -282,6 +274,17 @@ def _train_step(
     )
 
 
+def _records_before(path: Path, step: int) -> list[TrainStepRecord]:
+    """Keep the rows of steps before ``step`` (the checkpoint's), dropping any written after it,
+    so that a resumed run's train.jsonl has each step once. A fresh run (step 0) starts empty."""
+    kept = [r for r in read_jsonl(path, TrainStepRecord) if r.step < step] if path.is_file() else []
+    path.unlink(missing_ok=True)
+    append_jsonl(path, kept)
+    if step == 0:
+        (path.parent / "eval_steps.jsonl").unlink(missing_ok=True)
+    return kept
+
+
 def _training_task(name: str) -> Task:
     """``gsm8k`` trains on ``gsm8k-train`` and ``synthetic`` on ``synthetic-train``, when they exist."""
     return get_task(f"{name}-train") if f"{name}-train" in TASKS else get_task(name)
@@ -295,7 +298,9 @@ def _seed(*parts: int) -> int:
     return value
 
 
-def _likelihood_batch(policy: DiffusionLM, trajectories, mode: str):
+def _likelihood_batch(
+    policy: DiffusionLM, trajectories: Sequence[tuple[list[int], Generation]], mode: str
+) -> tuple[DenoisingBatch, list[int], list[int]]:
     b = policy.block_size
     sequences, views, starts, lengths = [], [], [], []
     for prompt_ids, gen in trajectories:
@@ -318,10 +323,8 @@ def _likelihood_batch(policy: DiffusionLM, trajectories, mode: str):
     return batch, starts, lengths
 
 
-def _select(batch, idx: list[int]):
+def _select(batch: DenoisingBatch, idx: list[int]) -> DenoisingBatch:
     """Rows ``idx`` of a DenoisingBatch."""
-    from pareto_bench.likelihood import DenoisingBatch
-
     index = torch.tensor(idx)
     return DenoisingBatch(
         *(
@@ -357,18 +360,13 @@ def _frozen_copy(lm: DiffusionLM) -> DiffusionLM:
     )
 
 
-def _save(
-    out: Path, policy: DiffusionLM, optimizer, reference: DiffusionLM | None, step: int
-) -> None:
+def _save(out: Path, policy: DiffusionLM, optimizer: torch.optim.Optimizer, step: int) -> None:
     """Write the checkpoint to a temporary directory, then swap it in: a kill never leaves half of one."""
     final = out / CHECKPOINT
     tmp = out / f".{CHECKPOINT}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     policy.save(tmp)
-    state = {"optimizer": optimizer.state_dict(), "step": step}
-    if reference is not None:
-        state["reference"] = reference.model.state_dict()
-    torch.save(state, tmp / TRAINER_STATE)
+    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp / TRAINER_STATE)
     old = out / f".{CHECKPOINT}.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
