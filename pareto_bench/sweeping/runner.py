@@ -87,7 +87,10 @@ class SweepResult:
     ran: list[TrialRecord] = field(default_factory=list)  # what this process ran
     recovered: list[TrialRecord] = field(default_factory=list)  # dead trials it marked failed
     counts: dict[str, int] = field(default_factory=dict)  # the study's trial states at the end
-    tracking_seconds: float = 0.0
+    tracking_seconds: float = 0.0  # inside tracker calls and plotting, setup included
+    tracking_setup_seconds: float = (
+        0.0  # of which: importing MLflow, opening the store, the parent run
+    )
 
 
 def default_out_dir(spec: SweepSpec) -> Path:
@@ -153,6 +156,7 @@ class Sweep:
         result = SweepResult(
             self.out.root, self.study.storage_label, self.tracker.uri, self.parent_run_id
         )
+        result.tracking_setup_seconds = float(getattr(self.tracker, "seconds", 0.0))
         with self.display:
             for warning in spec_warnings(self.spec):
                 self.display.note(f"warning: {warning}")
