@@ -156,12 +156,14 @@ def test_output_and_mlflow_layout(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("executor", ["inprocess", "subprocess"])
 def test_failed_trials_are_recorded_and_the_sweep_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: str
 ) -> None:
     monkeypatch.setenv("PB_FAKE_FAIL", "1")  # an exception after training
     monkeypatch.setenv("PB_FAKE_NAN", "2")  # a diverged loss mid-training
-    _, result = sweep("trials=3", "baselines=[base]")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))
+    _, result = sweep("trials=3", "baselines=[base]", f"executor.name={executor}")
     rows = last_rows(tmp_path / "out")
     assert [rows[n].state for n in range(4)] == ["COMPLETE", "FAIL", "FAIL", "COMPLETE"]
     assert rows[1].failure_reason == "ValueError: fake failure of trial 1"
@@ -174,6 +176,11 @@ def test_failed_trials_are_recorded_and_the_sweep_goes_on(
         failed = client.get_run(rows[number].mlflow_run_id)
         assert failed.info.status == "FAILED"
         assert failed.data.tags["failure_reason"] == rows[number].failure_reason
+        # The traceback is kept beside the run, for whoever has to debug it.
+        text = Path(
+            client.download_artifacts(rows[number].mlflow_run_id, "failure.txt", str(tmp_path))
+        ).read_text()
+        assert "Traceback" in text and rows[number].failure_reason.split(": ")[-1] in text
     # The diverged trial's curve up to the failure is kept.
     assert [m.step for m in client.get_metric_history(rows[2].mlflow_run_id, "train/loss")] == [
         0,

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from typing import Any, Protocol, runtime_checkable
 
 from pareto_bench.records import EvalRecord, TrainStepRecord, from_dict, read_jsonl
@@ -73,7 +74,7 @@ class InProcessExecutor:
         except TrialFailed:
             raise
         except Exception as e:
-            raise TrialFailed(failure_reason(e)) from e
+            raise TrialFailed(failure_reason(e), traceback.format_exc()) from e
 
 
 @EXECUTORS.register("subprocess")
@@ -125,7 +126,9 @@ class SubprocessExecutor:
         if outcome.get("event") == "done":
             return read_jsonl(os.path.join(spec.trial_dir, EVAL_FILE), EvalRecord)
         if outcome.get("event") == "failed":
-            raise TrialFailed(str(outcome.get("reason", "unknown error")))
+            raise TrialFailed(
+                str(outcome.get("reason", "unknown error")), str(outcome.get("detail", ""))
+            )
         last = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
         raise TrialFailed(
             f"the trial process exited with status {proc.returncode}"
@@ -134,7 +137,8 @@ class SubprocessExecutor:
                 if proc.returncode and proc.returncode < 0
                 else ""
             )
-            + (f": {last[:300]}" if last else "")
+            + (f": {last[:300]}" if last else ""),
+            "".join(stderr_tail),
         )
 
 
@@ -190,7 +194,7 @@ def run_child(body_ref: str) -> int:
         spec = TrialSpec.from_dict(json.loads(sys.stdin.read()))
         execute(lazy(body_ref)(), spec, lambda r: emit({"event": "step", "record": _as_dict(r)}))
     except BaseException as e:
-        emit({"event": "failed", "reason": failure_reason(e)})
+        emit({"event": "failed", "reason": failure_reason(e), "detail": traceback.format_exc()})
         return 1
     emit({"event": "done"})
     return 0

@@ -19,6 +19,7 @@ import math
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,7 +216,7 @@ class Sweep:
         self.study.set_attrs(number, **{NAME: name, RUN_ID: run_id, SEED: self.spec.seed})
         self.out.append_trial(record_of(self.study.frozen(number)))
 
-        failure = ""
+        failure = detail = ""
         objectives: dict[str, float] = {}
         try:
             with self.study.heartbeat(number, self.spec.executor.heartbeat_s):
@@ -247,7 +248,7 @@ class Sweep:
                 )
                 self._log_plots(run_id, name, records)
         except TrialFailed as e:
-            failure = e.reason
+            failure, detail = e.reason, e.detail
         except ConfigError as e:  # a sampled value the trainer config rejects
             failure = f"ConfigError: {e}"
         except KeyboardInterrupt:
@@ -257,7 +258,9 @@ class Sweep:
             self.study.retry(self.study.frozen(number))  # a re-run picks it up again
             raise
         except Exception as e:  # a harness error fails this trial, not the sweep
-            failure = failure_reason(e)
+            failure, detail = failure_reason(e), traceback.format_exc()
+        if detail:
+            self._log_text(run_id, "failure.txt", detail)
         values = None if failure else [objectives[k] for k in self.spec.objective_keys]
         return self._end_trial(
             number, run_id, started, failure, objectives, (optuna_study, trial, values)
@@ -315,6 +318,13 @@ class Sweep:
             self.plot_seconds += time.perf_counter() - start
             for path in paths:
                 self.tracker.log_artifact(run_id, path, "plots")
+
+    def _log_text(self, run_id: str, name: str, text: str) -> None:
+        if run_id:
+            with tempfile.TemporaryDirectory(prefix="pareto-bench-") as tmp:
+                path = Path(tmp) / name
+                path.write_text(text, encoding="utf-8")
+                self.tracker.log_artifact(run_id, path)
 
     def _baseline_records(self) -> dict[str, list[EvalRecord]]:
         found = {}

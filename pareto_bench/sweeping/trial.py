@@ -69,11 +69,13 @@ class TrialSpec:
 
 
 class TrialFailed(Exception):
-    """A trial failed; ``reason`` is one line for the study, the tracker and the display."""
+    """A trial failed; ``reason`` is one line for the study, the tracker and the display, and
+    ``detail`` (a traceback, a log tail) is kept as the tracker run's ``failure.txt``."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.detail = detail
 
 
 class TrialTimeout(TrialFailed):
