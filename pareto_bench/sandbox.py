@@ -85,6 +85,7 @@ class Call:
     args: Any  # encoded list
     kwargs: Any = field(default_factory=lambda: {"t": "dict", "v": []})
     limit: float = 5.0  # seconds for this call
+    digest: bool = False  # send the output's digest, not the output (large, exact-match outputs)
 
     @staticmethod
     def of(
@@ -106,12 +107,20 @@ class Program:
     script: str = ""
     wrap: tuple[str, ...] = ()
     seed: int = 0
+    digest_over: int = 0  # reference runs: outputs larger than this (bytes) come back as digests
 
 
 @dataclass(frozen=True)
 class Returned:
-    value: Any
+    """A call returned. ``encoded`` is the validated wire form; ``value`` decodes a fresh copy
+    each time, so no consumer can change what another one sees."""
+
+    encoded: Any
     seconds: float = 0.0
+
+    @property
+    def value(self) -> Any:
+        return decode(self.encoded)
 
 
 @dataclass(frozen=True)
@@ -299,12 +308,13 @@ def _job(program: Program, limits: Limits, work_dir: str, hidden: list[str]) -> 
         "code": program.code,
         "setup": program.setup,
         "calls": [
-            {"fn": c.fn, "args": c.args, "kwargs": c.kwargs, "limit": c.limit}
+            {"fn": c.fn, "args": c.args, "kwargs": c.kwargs, "limit": c.limit, "digest": c.digest}
             for c in program.calls
         ],
         "script": program.script,
         "wrap": list(program.wrap),
         "seed": program.seed,
+        "digest_over": program.digest_over,
         "work_dir": work_dir,
         "hidden": hidden,
         "namespaces": bool(namespace_prefix()),
@@ -422,7 +432,7 @@ class _ResultReader:
         self.max_bytes = max_bytes
         self.total = 0
         self.overflow = False
-        self.buffer = b""
+        self.partial: list[bytes] = []  # the current, unfinished line
         self.messages: list[dict[str, Any]] = []
 
     def read_until(self, fd: int, deadline: float) -> bool:
@@ -441,11 +451,13 @@ class _ResultReader:
             if self.total > self.max_bytes:
                 self.overflow = True
                 return True
-            self.buffer += chunk
-            if b"\n" in chunk:
-                *lines, self.buffer = self.buffer.split(b"\n")
-                for line in lines:
-                    self._parse(line)
+            if b"\n" not in chunk:
+                self.partial.append(chunk)
+                continue
+            *lines, rest = b"".join([*self.partial, chunk]).split(b"\n")
+            self.partial = [rest] if rest else []
+            for line in lines:
+                self._parse(line)
 
     def _parse(self, line: bytes) -> None:
         try:
@@ -499,9 +511,10 @@ def _outcome(message: dict[str, Any]) -> Outcome:
     seconds = _seconds(message)
     if "ok" in message:
         try:
-            return Returned(decode(message["ok"]), seconds)
+            decode(message["ok"])  # validate once; consumers decode their own copies
         except (CodecError, RecursionError, MemoryError) as e:
             return Raised("MalformedOutput", str(e)[:200], seconds)
+        return Returned(message["ok"], seconds)
     if message.get("timeout") is True:
         return CallTimedOut(seconds)
     type_name, text = _error_pair(message.get("err"))

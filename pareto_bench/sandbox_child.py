@@ -25,7 +25,9 @@ and the parent compares.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import marshal
 import math
 import os
 import random
@@ -79,6 +81,27 @@ class Ref:
 
     def __hash__(self) -> int:
         return hash(("Ref", self.name))
+
+
+class Digest:
+    """Stands for a large output by hashes of it: ``m:`` of its marshal bytes (fast; exact
+    types and order) and ``c:`` of its canonical encoding (see ``canonical``; equal under
+    ``==`` gives equal hashes). Two digests are equal when they share a hash, so exact
+    comparisons need not ship the value."""
+
+    __slots__ = ("hashes",)
+
+    def __init__(self, hashes: frozenset[str]) -> None:
+        self.hashes = hashes
+
+    def __repr__(self) -> str:
+        return f"<digest {sorted(self.hashes)}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Digest) and not self.hashes.isdisjoint(other.hashes)
+
+    def __hash__(self) -> int:
+        return 0  # equality is not transitive; never used as a key
 
 
 class CodecError(ValueError):
@@ -249,6 +272,11 @@ def _decode(data: object, refs: dict | None, depth: int) -> object:
         return iter([_decode(x, refs, depth + 1) for x in _as_list(v)])
     if tag == "opaque":
         return Opaque(_as_str(v))
+    if tag == "digest":
+        hashes = _as_list(v)
+        if not hashes or not all(type(h) is str and h[:2] in ("m:", "c:") for h in hashes):
+            raise CodecError("bad digest")
+        return Digest(frozenset(hashes))
     if tag == "ref":
         name = _as_str(v)
         if refs is None:
@@ -257,6 +285,83 @@ def _decode(data: object, refs: dict | None, depth: int) -> object:
             raise CodecError(f"unknown fixture {name!r}")
         return refs[name]
     raise CodecError(f"unknown tag {tag!r}")
+
+
+def canonical(data: object) -> object:
+    """An encoded value rewritten so that values equal under ``==`` look the same: bools and
+    integral floats as ints, complex numbers with no imaginary part as their real part, sets
+    as one kind, and dict entries and set items sorted."""
+    cls = type(data)
+    if cls is bool:
+        return int(data)
+    if cls is float:
+        return int(data) if data.is_integer() else data
+    if cls is list:
+        return [canonical(x) for x in data]
+    if cls is not dict:
+        return data
+    tag, v = data.get("t"), data.get("v")
+    if tag in ("set", "frozenset", "dict"):
+        if tag == "dict":
+            items = [[canonical(k), canonical(x)] for k, x in v]
+        else:
+            items = [canonical(x) for x in v]
+        items.sort(key=lambda x: json.dumps(x))
+        return {"t": "dict" if tag == "dict" else "set", "v": items}
+    if tag == "complex" and v[1] == 0:
+        return canonical(v[0])
+    if tag in ("tuple", "iter", "dict_keys", "dict_values", "dict_items"):
+        return {"t": tag, "v": [canonical(x) for x in v]}
+    return data
+
+
+def digest(data: object) -> str:
+    """The hash of an encoded value's canonical form."""
+    text = json.dumps(canonical(data), separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+CANONICAL_LIMIT = 32 << 20  # beyond this size a sample's output is hashed by marshal bytes only
+
+
+def _marshalled(value: object) -> bytes | None:
+    """marshal handles exact builtin types only, so a subclass with tricks cannot pass."""
+    try:
+        return marshal.dumps(value, 2)
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+def _is_floats(value: object) -> bool:
+    """EvalPlus switches on a tolerance for these outputs, which needs the values."""
+    if type(value) is float:
+        return True
+    return type(value) in (list, tuple) and bool(value) and all(type(x) is float for x in value)
+
+
+def output_payload(value: object, digest_mode: bool, digest_over: int) -> object:
+    """What to send for one output. ``digest_mode``: the parent compares this output by
+    digest. ``digest_over`` (reference runs): send outputs larger than this as digests."""
+    if digest_mode:
+        packed = _marshalled(value)
+        hashes = [] if packed is None else ["m:" + hashlib.sha256(packed).hexdigest()]
+        if packed is None or len(packed) <= CANONICAL_LIMIT:
+            hashes.append("c:" + digest(encode(value)))
+        return {"t": "digest", "v": hashes}
+    if not digest_over:
+        return encode(value)
+    packed = _marshalled(value)
+    if _is_floats(value) or (packed is not None and len(packed) <= digest_over):
+        return encode(value)
+    if packed is not None and len(packed) > CANONICAL_LIMIT:
+        return {"t": "digest", "v": ["m:" + hashlib.sha256(packed).hexdigest()]}
+    encoded = encode(value)
+    if packed is None and len(json.dumps(encoded)) <= digest_over:
+        return encoded
+    hashes = ["c:" + digest(encoded)]
+    if packed is not None:
+        hashes.append("m:" + hashlib.sha256(packed).hexdigest())
+    return {"t": "digest", "v": hashes}
 
 
 def _as_list(v: object) -> list:
@@ -627,6 +732,7 @@ def run_calls(job: dict, channel: Channel) -> None:
         channel.send({"load": _describe(e)})
         return
     signal.signal(signal.SIGALRM, _on_alarm)
+    digest_over = int(job.get("digest_over") or 0)
     for index, call in enumerate(job["calls"]):
         fn = namespace.get(call["fn"])
         if not callable(fn):
@@ -639,7 +745,7 @@ def run_calls(job: dict, channel: Channel) -> None:
             args = decode(call["args"], namespace)
             kwargs = decode(call.get("kwargs", {"t": "dict", "v": []}), namespace)
             signal.setitimer(signal.ITIMER_REAL, call["limit"])
-            value = encode(fn(*args, **kwargs))
+            value = output_payload(fn(*args, **kwargs), bool(call.get("digest")), digest_over)
             signal.setitimer(signal.ITIMER_REAL, 0)
             channel.send({"i": index, "ok": value, "s": time.perf_counter() - start})
         except _CallTimeout:
@@ -710,9 +816,10 @@ def main() -> None:
     os.chdir(work_dir)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 3000))
     channel.send({"ready": isolation})
-    install_audit_hook(
-        work_dir, tuple(job.get("hidden", [])), lambda text: channel.send({"violation": text})
-    )
+    hidden = tuple(job.get("hidden", []))
+    if not job.get("namespaces"):
+        hidden += ("/proc",)  # other processes' environments; namespaces give a private /proc
+    install_audit_hook(work_dir, hidden, lambda text: channel.send({"violation": text}))
     if job["mode"] == "record":
         run_record(job, channel)
     else:

@@ -94,23 +94,27 @@ class MathTask:
     verify_timeout: float = 5.0
     workers: int = 2
     few_shot_examples: list[tuple[str, str]] = field(default_factory=list)
+    progress: Callable[[str, int, int], None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def prompt(self, problem: Problem) -> str:
         examples = self.few_shot_examples[: self.shots]
         shots = "".join(f"{self.template.format(question=q)}\n{a}\n\n" for q, a in examples)
         return shots + self.template.format(question=problem.question)
 
-    def score(
-        self,
-        problems: Sequence[Problem],
-        responses: Sequence[str],
-        *,
-        on_done: Callable[[int], None] | None = None,
-    ) -> list[Verdict]:
+    def score(self, problems: Sequence[Problem], responses: Sequence[str]) -> list[Verdict]:
         if len(problems) != len(responses):
             raise ValueError(f"{len(problems)} problems but {len(responses)} responses")
         answers = [last_boxed(r) if isinstance(r, str) else None for r in responses]
         todo = [i for i, a in enumerate(answers) if a]
+        done = [0]
+
+        def on_done(_: int) -> None:
+            done[0] += 1
+            if self.progress is not None:
+                self.progress("verifying answers", done[0], len(todo))
+
         checked = verify_answers(
             [(answers[i], str(problems[i].reference)) for i in todo],  # type: ignore[misc]
             timeout=self.verify_timeout,
