@@ -19,7 +19,7 @@ from pydantic import Field
 
 from pareto_bench.config import StrictModel
 from pareto_bench.likelihood import View, build_batch, target_logprobs
-from pareto_bench.models.base import DiffusionLM
+from pareto_bench.models.base import DiffusionLM, load_checkpoint
 from pareto_bench.models.tiny import build_tiny
 from pareto_bench.tasks.synthetic import training_stream
 
@@ -42,6 +42,9 @@ class PretrainConfig(StrictModel):
     )
     checkpoint_every: int = Field(
         0, ge=0, description="Also save <out>/step-N every N steps; 0 saves only at the end."
+    )
+    init_from: Path | None = Field(
+        None, description="Continue from this checkpoint instead of a fresh initialisation."
     )
 
 
@@ -71,7 +74,10 @@ def pretrain_tiny(
     """Train from scratch and save a checkpoint (``save_pretrained``) to ``out_dir``."""
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    lm = build_tiny(config.seed, hidden_size=config.hidden_size, layers=config.layers)
+    if config.init_from is not None:
+        lm = load_checkpoint(config.init_from)
+    else:
+        lm = build_tiny(config.seed, hidden_size=config.hidden_size, layers=config.layers)
     model = lm.model.train()
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay

@@ -78,6 +78,9 @@ def bench_train(
 
 def bench_rl(
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    methods: Annotated[
+        str, typer.Option(help="Recipes to train, comma-separated.")
+    ] = "grpo,lightningrl",
     limit: Annotated[
         int | None, typer.Option(help="Held-out problems per evaluation (default all 500).")
     ] = None,
