@@ -92,6 +92,10 @@ class Tracker(Protocol):
         """Close a run as ``FINISHED``, ``FAILED`` or ``KILLED``."""
         ...
 
+    def warm_up(self) -> None:
+        """Start connecting in the background, so that the first call does not wait for it."""
+        ...
+
 
 TRACKERS: Registry[Any] = Registry("tracker")
 
@@ -148,6 +152,9 @@ class NullTracker:
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         pass
 
+    def warm_up(self) -> None:
+        pass
+
 
 TRACKERS.register("none", NullTracker)
 
@@ -166,8 +173,8 @@ def _sqlite_dir(uri: str) -> Path | None:
 class MlflowTracker:
     """An ``MlflowClient`` with explicit run ids and batched logging, that never fails a trial.
 
-    ``seconds`` accumulates the wall time spent inside tracking calls, which is how the
-    sweep benchmark measures tracking overhead.
+    ``seconds`` accumulates the wall time spent inside tracking calls (all threads), and
+    :meth:`seconds_in_thread` one thread's share: how the sweep benchmark measures overhead.
     """
 
     # An unreachable server must not stall a trial for minutes of MLflow's default retries.
@@ -179,11 +186,13 @@ class MlflowTracker:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self.seconds = 0.0
+        self.seconds = 0.0  # time spent doing tracking calls, any thread, waits excluded
+        self._thread_seconds: dict[int, float] = {}
         self.offline = False
         self._client: Any = None
         self._experiments: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()
 
     # -- the Tracker protocol ---------------------------------------------------------
 
@@ -246,6 +255,18 @@ class MlflowTracker:
         if run_id:
             self._call("end a run", lambda client: client.set_terminated(run_id, status=status))
 
+    def warm_up(self) -> None:
+        # Importing MLflow and opening (or creating) the store takes seconds; overlap it
+        # with whatever the caller does next. The first real call waits on the lock.
+        threading.Thread(
+            target=self._call, args=("connect", lambda client: None), daemon=True
+        ).start()
+
+    def seconds_in_thread(self, ident: int | None = None) -> float:
+        """Time spent in tracking calls made from one thread (default: the calling one),
+        including waiting for a call of another thread to finish."""
+        return self._thread_seconds.get(threading.get_ident() if ident is None else ident, 0.0)
+
     # -- internals --------------------------------------------------------------------
 
     def _log_batches(
@@ -265,12 +286,20 @@ class MlflowTracker:
         start = time.perf_counter()
         try:
             with self._lock:
-                return fn(self._connect())
+                began = time.perf_counter()
+                try:
+                    return fn(self._connect())
+                finally:
+                    self.seconds += time.perf_counter() - began  # under the lock: no race
         except Exception as e:  # any store or network failure
             self._go_offline(action, e)
             return default
         finally:
-            self.seconds += time.perf_counter() - start
+            # The caller's own view, waiting for another thread's call included.
+            elapsed = time.perf_counter() - start
+            ident = threading.get_ident()
+            with self._stats_lock:
+                self._thread_seconds[ident] = self._thread_seconds.get(ident, 0.0) + elapsed
 
     def _connect(self) -> Any:
         if self._client is None:

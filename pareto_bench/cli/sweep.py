@@ -124,16 +124,22 @@ def ui_command(
 
 
 def bench_sweep_command(
+    spec: Annotated[str, typer.Option(help="The sweep spec to measure.")] = DEFAULT_SPEC,
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Override a spec field, key=value (repeatable).")
+    ] = [],  # noqa: B006
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object only.")] = False,
     trials: Annotated[int, typer.Option(help="Search trials per measurement.")] = 4,
     steps: Annotated[
         int | None, typer.Option(help="RL steps per trial; default: tiny.yaml's.")
     ] = None,
 ) -> None:
-    """Tracking overhead (% of trial wall time) on tiny, and trials/hour with 1 vs 2 workers."""
+    """Tracking overhead (% of trial wall time) on tiny.yaml, and trials/hour with 1 vs 2 workers."""
     from pareto_bench.sweeping.bench import bench_sweep
 
-    result = bench_sweep(trials=trials, steps=steps, progress=not json_out)
+    result = bench_sweep(
+        spec=spec, overrides=set_, trials=trials, steps=steps, progress=not json_out
+    )
     if json_out:
         print(json.dumps(result))
     else:

@@ -14,6 +14,7 @@ the tracker follow it, and a re-run first brings ``trials.jsonl`` up to date.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 import tempfile
@@ -80,6 +81,15 @@ class SweepOptions:
 
 
 @dataclass
+class TrackingTime:
+    """Seconds of tracking work in one sweep process."""
+
+    busy: float = 0.0  # every tracker call and plot, in any thread
+    blocking: float = 0.0  # the part the worker loop waited for: what tracking costs the sweep
+    setup: float = 0.0  # of ``blocking``, before the first trial: MLflow import, store, parent run
+
+
+@dataclass
 class SweepResult:
     out_dir: Path
     storage: str
@@ -88,10 +98,7 @@ class SweepResult:
     ran: list[TrialRecord] = field(default_factory=list)  # what this process ran
     recovered: list[TrialRecord] = field(default_factory=list)  # dead trials it marked failed
     counts: dict[str, int] = field(default_factory=dict)  # the study's trial states at the end
-    tracking_seconds: float = 0.0  # inside tracker calls and plotting, setup included
-    tracking_setup_seconds: float = (
-        0.0  # of which: importing MLflow, opening the store, the parent run
-    )
+    tracking: TrackingTime = field(default_factory=TrackingTime)
 
 
 def default_out_dir(spec: SweepSpec) -> Path:
@@ -126,6 +133,9 @@ class Sweep:
             spec.name, spec.objective_keys, self.snapshot, enabled=options.progress
         )
         self.plot_seconds = 0.0  # rendering artifacts is tracking work too
+        # Plots render while the next trial runs: they are the slowest tracking work and the
+        # least urgent (a worker killed first loses a picture, never a record).
+        self._background = concurrent.futures.ThreadPoolExecutor(1, "pareto-bench-plots")
 
     @classmethod
     def open(cls, spec: SweepSpec, options: SweepOptions) -> Sweep:
@@ -136,6 +146,7 @@ class Sweep:
         plan = build_sampler(spec, str(options.spec_path or "spec"))
         storage, label = open_storage(options.storage, out.root)
         tracker = get_tracker(options.tracking_uri or default_tracking_uri())
+        tracker.warm_up()  # MLflow's import and store open overlap with the study's setup
         study = SweepStudy.open(
             spec,
             storage,
@@ -157,21 +168,29 @@ class Sweep:
         result = SweepResult(
             self.out.root, self.study.storage_label, self.tracker.uri, self.parent_run_id
         )
-        result.tracking_setup_seconds = float(getattr(self.tracker, "seconds", 0.0))
-        with self.display:
-            for warning in spec_warnings(self.spec):
-                self.display.note(f"warning: {warning}")
-            while self.options.max_trials is None or len(result.ran) < self.options.max_trials:
-                result.recovered += self.recover_dead()
-                claimed = self.study.claim(self.budget)
-                if claimed is None:
-                    break
-                result.ran.append(self.run_trial(*claimed))
+        result.tracking.setup = self._blocking_tracking_seconds()
+        try:
+            with self.display:
+                for warning in spec_warnings(self.spec):
+                    self.display.note(f"warning: {warning}")
+                while self.options.max_trials is None or len(result.ran) < self.options.max_trials:
+                    result.recovered += self.recover_dead()
+                    claimed = self.study.claim(self.budget)
+                    if claimed is None:
+                        break
+                    result.ran.append(self.run_trial(*claimed))
+        finally:
+            self._background.shutdown(wait=True)
         result.recovered += self.recover_dead()
         result.counts = dict(self.study.state_counts())
         self._finish_parent_run(result.counts)
-        result.tracking_seconds = float(getattr(self.tracker, "seconds", 0.0)) + self.plot_seconds
+        result.tracking.blocking = self._blocking_tracking_seconds()
+        result.tracking.busy = float(getattr(self.tracker, "seconds", 0.0)) + self.plot_seconds
         return result
+
+    def _blocking_tracking_seconds(self) -> float:
+        in_thread = getattr(self.tracker, "seconds_in_thread", None)
+        return float(in_thread()) if in_thread is not None else 0.0
 
     def recover_dead(self) -> list[TrialRecord]:
         """Fail every trial whose worker died: in the study, the tracker and trials.jsonl."""
@@ -304,14 +323,22 @@ class Sweep:
         return record
 
     def _log_plots(self, run_id: str, name: str, records: list[EvalRecord]) -> None:
-        """Each task's frontier of this trial, beside the finished baselines', as PNG artifacts.
-        Plotting is a nicety: a failure is a warning, never a failed trial."""
-        if not run_id:
-            return
+        """Each task's frontier of this trial, beside the finished baselines', as PNG artifacts,
+        in the background. Plotting is a nicety: a failure is a warning, never a failed trial."""
+        if run_id:
+            self._background.submit(self._plot, run_id, name, records, self._baseline_records())
+
+    def _plot(
+        self,
+        run_id: str,
+        name: str,
+        records: list[EvalRecord],
+        baselines: dict[str, list[EvalRecord]],
+    ) -> None:
         with tempfile.TemporaryDirectory(prefix="pareto-bench-plots-") as tmp:
             start = time.perf_counter()
             try:
-                paths = layout.frontier_plots(name, records, self._baseline_records(), Path(tmp))
+                paths = layout.frontier_plots(name, records, baselines, Path(tmp))
             except Exception as e:
                 self.display.note(f"warning: no frontier plot for {name} ({failure_reason(e)})")
                 paths = []
