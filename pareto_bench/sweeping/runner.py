@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pareto_bench.config import ConfigError, build, deep_merge, read_yaml, set_dotted
 from pareto_bench.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
@@ -66,6 +66,10 @@ from pareto_bench.tracking import Metric, Tracker, default_tracking_uri, get_tra
 # What a sweep changes in every trainer config, before the recipe and the spec's own `train`:
 # the sweep evaluates each checkpoint itself, and only the final checkpoint is kept.
 SWEEP_TRAIN_DEFAULTS: dict[str, Any] = {"eval_every": 0, "save_every": 0}
+# How long a joining worker waits for the sweep's creator to make the parent run.
+PARENT_RUN_WAIT_S = 60.0
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -128,14 +132,17 @@ class Sweep:
         self.tracker = tracker
         self.executor = executor
         self.budget = options.trials if options.trials is not None else spec.trials
-        self.parent_run_id = study.parent_run(tracker.uri)
         self.display = SweepDisplay(
             spec.name, spec.objective_keys, self.snapshot, enabled=options.progress
         )
+        # Tracking work that a trial need not wait for runs here, in order: opening the store
+        # and the parent run (seconds, on a new store), each trial's run and params, and its
+        # plots. Records never go through it: they are written before the study is told.
+        self._tracking = concurrent.futures.ThreadPoolExecutor(1, "pareto-bench-tracking")
+        self._write_metadata(study.parent_run(tracker.uri))  # before the thread rewrites it
+        self._parent: concurrent.futures.Future[str] = self._tracking.submit(self._open_parent_run)
         self.plot_seconds = 0.0  # rendering artifacts is tracking work too
-        # Plots render while the next trial runs: they are the slowest tracking work and the
-        # least urgent (a worker killed first loses a picture, never a record).
-        self._background = concurrent.futures.ThreadPoolExecutor(1, "pareto-bench-plots")
+        self.wait_seconds = 0.0  # the worker loop waiting on that thread
 
     @classmethod
     def open(cls, spec: SweepSpec, options: SweepOptions) -> Sweep:
@@ -154,20 +161,16 @@ class Sweep:
             plan,
             n_trials=budget,
             coordinator=not options.worker,
-            on_setup=lambda s: start_parent_run(spec, s, tracker),
         )
         executor = make_executor(spec.executor.name, spec.executor.body)
         sweep = cls(spec, options, out, study, tracker, executor)
-        sweep._write_metadata()
         sweep._catch_up_records()
         return sweep
 
     # -- the loop -----------------------------------------------------------------------
 
     def run(self) -> SweepResult:
-        result = SweepResult(
-            self.out.root, self.study.storage_label, self.tracker.uri, self.parent_run_id
-        )
+        result = SweepResult(self.out.root, self.study.storage_label, self.tracker.uri, "")
         result.tracking.setup = self._blocking_tracking_seconds()
         try:
             with self.display:
@@ -180,9 +183,11 @@ class Sweep:
                         break
                     result.ran.append(self.run_trial(*claimed))
         finally:
-            self._background.shutdown(wait=True)
+            self._await(self._tracking.submit(lambda: None))  # let queued tracking finish
+            self._tracking.shutdown(wait=True)
         result.recovered += self.recover_dead()
         result.counts = dict(self.study.state_counts())
+        result.parent_run_id = self.parent_run_id
         self._finish_parent_run(result.counts)
         result.tracking.blocking = self._blocking_tracking_seconds()
         result.tracking.busy = float(getattr(self.tracker, "seconds", 0.0)) + self.plot_seconds
@@ -190,7 +195,20 @@ class Sweep:
 
     def _blocking_tracking_seconds(self) -> float:
         in_thread = getattr(self.tracker, "seconds_in_thread", None)
-        return float(in_thread()) if in_thread is not None else 0.0
+        own_calls = float(in_thread()) if in_thread is not None else 0.0
+        return own_calls + self.wait_seconds
+
+    def _await(self, future: concurrent.futures.Future[T]) -> T:
+        """The result of a tracking job, counting any wait as tracking time."""
+        start = time.perf_counter()
+        try:
+            return future.result()
+        finally:
+            self.wait_seconds += time.perf_counter() - start
+
+    @property
+    def parent_run_id(self) -> str:
+        return self._await(self._parent)
 
     def recover_dead(self) -> list[TrialRecord]:
         """Fail every trial whose worker died: in the study, the tracker and trials.jsonl."""
@@ -221,33 +239,25 @@ class Sweep:
             else {}
         )
         started = time.monotonic()
-        run_id = self.tracker.start_run(
-            name,
-            experiment=self.spec.experiment_name,
-            parent_run_id=self.parent_run_id,
-            tags={
-                "kind": kind,
-                "trial_number": str(number),
-                "sweep": self.spec.name,
-                "study": self.study.name,
-            },
-        )
-        self.study.set_attrs(number, **{NAME: name, RUN_ID: run_id, SEED: self.spec.seed})
-        self.out.append_trial(record_of(self.study.frozen(number)))
+        self.study.set_attrs(number, **{NAME: name, SEED: self.spec.seed})
+        run = self._tracking.submit(self._open_trial_run, number, name, kind)
 
         failure = detail = ""
         objectives: dict[str, float] = {}
         try:
             with self.study.heartbeat(number, self.spec.executor.heartbeat_s):
                 spec = self.trial_spec(number, kind, name, params)
-                self.tracker.log_params(run_id, layout.trial_params(spec))
+                self._tracking.submit(
+                    lambda: self.tracker.log_params(run.result(), layout.trial_params(spec))
+                )
                 total = (spec.config or {}).get("steps")
                 self.display.trial_started(number, name, params, total)
-                curves = CurveStream(self.tracker, run_id)
+                curves = CurveStream(self.tracker, run)
                 try:
                     records = self.executor.run(spec, curves.add_step(self.display.step))
                 finally:
                     curves.flush()
+                run_id = self._await(run)
                 objectives = summarize(
                     records,
                     operating_threshold=self.spec.eval.operating_threshold,
@@ -271,13 +281,13 @@ class Sweep:
         except ConfigError as e:  # a sampled value the trainer config rejects
             failure = f"ConfigError: {e}"
         except KeyboardInterrupt:
-            self._end_trial(
-                number, run_id, started, "interrupted (Ctrl-C or SIGTERM)", {}, None, "KILLED"
-            )
+            reason = "interrupted (Ctrl-C or SIGTERM)"
+            self._end_trial(number, self._await(run), started, reason, {}, None, "KILLED")
             self.study.retry(self.study.frozen(number))  # a re-run picks it up again
             raise
         except Exception as e:  # a harness error fails this trial, not the sweep
             failure, detail = failure_reason(e), traceback.format_exc()
+        run_id = self._await(run)
         if detail:
             self._log_text(run_id, "failure.txt", detail)
         values = None if failure else [objectives[k] for k in self.spec.objective_keys]
@@ -318,15 +328,19 @@ class Sweep:
             self.tracker.end_run(run_id, "FINISHED")
             optuna_study, trial, values = tell
             self.study.complete(optuna_study, trial, values)
-        self.tracker.log_artifact(self.parent_run_id, self.out.trials_jsonl)
+        # The parent run's copy of trials.jsonl, so that a report can be rebuilt from MLflow.
+        self._tracking.submit(
+            lambda: self.tracker.log_artifact(self._parent.result(), self.out.trials_jsonl)
+        )
         self.display.trial_finished(record)
         return record
 
     def _log_plots(self, run_id: str, name: str, records: list[EvalRecord]) -> None:
         """Each task's frontier of this trial, beside the finished baselines', as PNG artifacts,
-        in the background. Plotting is a nicety: a failure is a warning, never a failed trial."""
+        on the tracking thread (it is the slowest tracking work and the least urgent: a worker
+        killed first loses a picture, never a record). A failure is a warning, not a failed trial."""
         if run_id:
-            self._background.submit(self._plot, run_id, name, records, self._baseline_records())
+            self._tracking.submit(self._plot, run_id, name, records, self._baseline_records())
 
     def _plot(
         self,
@@ -387,21 +401,61 @@ class Sweep:
 
     # -- the parent run and records -----------------------------------------------------
 
-    def _write_metadata(self) -> None:
-        # A worker whose tracking store differs from the creator's has no parent run there yet.
-        self.parent_run_id = start_parent_run(self.spec, self.study, self.tracker)
+    def _write_metadata(self, parent_run_id: str) -> None:
         previous = self.out.read_info()
         info = sweep_info(
             self.spec,
             spec_path=self.options.spec_path,
             storage=self.study.storage_label,
             tracking_uri=self.tracker.uri,
-            parent_run_id=self.parent_run_id,
+            parent_run_id=parent_run_id,
             created=previous.get("created"),
         )
         self.out.write_metadata(self.spec, info)
-        self.tracker.log_artifact(self.parent_run_id, self.out.spec_yaml)
-        self.tracker.log_artifact(self.parent_run_id, self.out.sweep_json)
+
+    def _open_parent_run(self) -> str:
+        """On the tracking thread: find or create the sweep's parent run in this store, then
+        record it in sweep.json and log the spec to it."""
+        run_id = self.study.parent_run(self.tracker.uri)
+        if not run_id and not self.study.created:
+            run_id = self._wait_for_parent_run(PARENT_RUN_WAIT_S)
+        if not run_id:  # this process set the sweep up, or its store differs from the creator's
+            run_id = start_parent_run(self.spec, self.study, self.tracker)
+        self._write_metadata(run_id)
+        self.tracker.log_artifact(run_id, self.out.spec_yaml)
+        self.tracker.log_artifact(run_id, self.out.sweep_json)
+        return run_id
+
+    def _wait_for_parent_run(self, timeout_s: float) -> str:
+        # The process that created the study creates the parent run moments later.
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            run_id = self.study.parent_run(self.tracker.uri)
+            if run_id:
+                return run_id
+            time.sleep(0.5)
+        return ""
+
+    def _open_trial_run(self, number: int, name: str, kind: str) -> str:
+        """On the tracking thread: the trial's child run; its id goes into the study and
+        trials.jsonl at once, so that recovery can close the run if this worker dies."""
+        run_id = self.tracker.start_run(
+            name,
+            experiment=self.spec.experiment_name,
+            parent_run_id=self._parent.result(),
+            tags={
+                "kind": kind,
+                "trial_number": str(number),
+                "sweep": self.spec.name,
+                "study": self.study.name,
+            },
+        )
+        if run_id:
+            self.study.set_attrs(number, **{RUN_ID: run_id})
+        # The RUNNING row, with the run id. It is written before this job returns, and the
+        # worker waits for the job before the trial's final row: the rows stay in order.
+        self.out.append_trial(record_of(self.study.frozen(number)))
+        return run_id
 
     def _catch_up_records(self) -> None:
         """Append a row for every trial whose last ``trials.jsonl`` row disagrees with the study
@@ -454,9 +508,9 @@ class CurveStream:
     FLUSH_EVERY_S = 10.0
     FLUSH_EVERY_POINTS = 500
 
-    def __init__(self, tracker: Tracker, run_id: str) -> None:
+    def __init__(self, tracker: Tracker, run: concurrent.futures.Future[str]) -> None:
         self.tracker = tracker
-        self.run_id = run_id
+        self.run = run  # created on the tracking thread; flushes wait for it
         self._points: list[Metric] = []
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
@@ -481,7 +535,8 @@ class CurveStream:
         with self._lock:
             points, self._points = self._points, []
             self._last_flush = time.monotonic()
-        self.tracker.log_metrics(self.run_id, points)
+        if points:
+            self.tracker.log_metrics(self.run.result(), points)
 
 
 def start_parent_run(spec: SweepSpec, study: SweepStudy, tracker: Tracker) -> str:
