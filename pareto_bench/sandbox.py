@@ -30,12 +30,15 @@ import select
 import shutil
 import signal
 import site
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
@@ -45,6 +48,9 @@ from typing import Any
 from pareto_bench.sandbox_child import CodecError, decode, encode
 
 CHILD_SCRIPT = Path(__file__).with_name("sandbox_child.py")
+# Ask for namespaces (each sample falls back to the audit hook alone where the OS refuses
+# them). Tests turn this off to check that fallback on a machine that has them.
+USE_NAMESPACES = True
 
 
 class Status(StrEnum):
@@ -180,31 +186,9 @@ class Execution:
 # ----------------------------------------------------------------------------------------
 
 
-@cache
-def namespace_prefix() -> tuple[str, ...]:
-    """The ``unshare`` command line that gives a sample its own namespaces, or () when this
-    machine refuses them (then rlimits and the audit hook are the guards)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return ()
-    prefix = [
-        unshare,
-        "--mount",
-        "--mount-proc",
-        "--net",
-        "--pid",
-        "--ipc",
-        "--uts",
-        "--fork",
-        "--kill-child",
-    ]
-    if os.geteuid() != 0:
-        prefix[1:1] = ["--user", "--map-root-user"]
-    try:
-        ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    return tuple(prefix) if ok else ()
+def _user_namespace() -> bool:
+    """Non-root users reach the other namespaces through a user namespace of their own."""
+    return os.geteuid() != 0
 
 
 def default_hidden_paths(extra: Sequence[str | os.PathLike[str]] = ()) -> list[str]:
@@ -240,19 +224,129 @@ def _extra_import_paths() -> list[str]:
     return paths
 
 
-def _scrubbed_env(work_dir: str) -> dict[str, str]:
+def _scrubbed_env() -> dict[str, str]:
+    """The zygote's (and so every sample's) environment; each sample sets HOME and TMPDIR to
+    its own work directory."""
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
-        "HOME": work_dir,
-        "TMPDIR": work_dir,
         "PYTHONHASHSEED": "0",  # set iteration order is part of some outputs: keep it reproducible
         "PYTHONIOENCODING": "utf-8",
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }
+
+
+@dataclass(frozen=True)
+class _Spawned:
+    id: int
+    pid: Future[int | None]
+    status: Future[int | None]
+
+
+class Zygote:
+    """The parent's end of ``sandbox_child.zygote``: one clean process that forks a sandbox per
+    sample, a few milliseconds each. Thread-safe, and restarted if it ever dies."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._pending: dict[int, tuple[Future[int | None], Future[int | None]]] = {}
+        self._next_id = 0
+
+    def __enter__(self) -> Zygote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-S", "-s", "-B", str(CHILD_SCRIPT), str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=_scrubbed_env(),
+                cwd="/",
+                start_new_session=True,
+            )
+        self._sock = ours
+        threading.Thread(target=self._read, args=(ours, self._pending), daemon=True).start()
+
+    def _read(
+        self, sock: socket.socket, pending: dict[int, tuple[Future[int | None], Future[int | None]]]
+    ) -> None:
+        while True:
+            try:
+                data = sock.recv(1 << 16)
+                message = json.loads(data) if data else None
+            except (OSError, ValueError):
+                message = None
+            if message is None:
+                break
+            with self._lock:
+                futures = pending.get(message.get("id"))
+                if futures is not None and "status" in message:
+                    del pending[message["id"]]
+            if futures is not None:
+                which = 0 if "pid" in message else 1
+                if not futures[which].done():
+                    futures[which].set_result(message.get("pid", message.get("status")))
+        with self._lock:  # the zygote is gone: nothing more will be reported
+            for pid_future, status_future in pending.values():
+                for future in (pid_future, status_future):
+                    if not future.done():
+                        future.set_result(None)
+            pending.clear()
+
+    def spawn(self, job_path: str, fds: Sequence[int]) -> _Spawned:
+        """Fork a sample that runs ``job_path`` with (result pipe, stdout, stderr, go pipe)
+        ``fds``. Its process id and wait status arrive as futures (None if the zygote died)."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+            request_id, self._next_id = self._next_id, self._next_id + 1
+            spawned = _Spawned(request_id, Future(), Future())
+            self._pending[request_id] = (spawned.pid, spawned.status)
+            request = {
+                "op": "spawn",
+                "id": request_id,
+                "job": job_path,
+                "namespaces": USE_NAMESPACES,
+                "user": _user_namespace(),
+            }
+            try:
+                socket.send_fds(self._sock, [json.dumps(request).encode()], list(fds))  # type: ignore[arg-type]
+            except OSError:
+                del self._pending[request_id]
+                spawned.pid.set_result(None)
+                spawned.status.set_result(None)
+        return spawned
+
+    def kill(self, spawned: _Spawned) -> None:
+        """Kill a sample's process group if it is still there; the zygote decides, as the only
+        one that knows whether the process id is still the sample's."""
+        with self._lock, contextlib.suppress(OSError, AttributeError):
+            self._sock.send(json.dumps({"op": "kill", "id": spawned.id}).encode())  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        with self._lock:
+            sock, proc, self._sock, self._proc = self._sock, self._proc, None, None
+        if sock is not None:
+            # shutdown, not just close: the reader thread's pending recv keeps the socket open
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the zygote sees EOF, kills what is left, exits
+            sock.close()
+        if proc is not None:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 # ----------------------------------------------------------------------------------------
@@ -263,15 +357,11 @@ def _scrubbed_env(work_dir: str) -> dict[str, str]:
 def run(
     program: Program, limits: Limits = Limits(), *, hidden: Sequence[str] | None = None
 ) -> Execution:
-    """Run one program in a fresh sandbox process and report what it did. Never raises for
-    anything the program does; a failure of the machine itself (no temp space) does raise."""
-    root = tempfile.mkdtemp(prefix="pareto-sandbox-")
-    try:
-        return _run_in(
-            root, program, limits, default_hidden_paths() if hidden is None else list(hidden)
-        )
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    """Run one program in a fresh sandbox and report what it did. Never raises for anything
+    the program does; a failure of the machine itself (no temp space) does raise."""
+    with Zygote() as zygote:
+        hidden_paths = default_hidden_paths() if hidden is None else list(hidden)
+        return _run(program, limits, hidden_paths, zygote, threading.BoundedSemaphore(1))
 
 
 def run_many(
@@ -289,21 +379,25 @@ def run_many(
         raise ValueError("run_many: one Limits per program, or a single Limits for all")
     hidden_paths = default_hidden_paths() if hidden is None else list(hidden)
     results: list[Execution | None] = [None] * len(programs)
+    # ``workers`` samples execute at a time; as many again get their sandboxes set up
+    # meanwhile, since set-up mostly waits on the kernel rather than using a CPU.
+    slots = threading.BoundedSemaphore(max(1, workers))
+    with Zygote() as zygote:
 
-    def one(index: int) -> None:
-        results[index] = run(programs[index], per_program[index], hidden=hidden_paths)
-        if on_done is not None:
-            on_done(index, results[index])
+        def one(index: int) -> None:
+            results[index] = _run(programs[index], per_program[index], hidden_paths, zygote, slots)
+            if on_done is not None:
+                on_done(index, results[index])  # type: ignore[arg-type]
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for future in [pool.submit(one, i) for i in range(len(programs))]:
-            future.result()
+        with ThreadPoolExecutor(max_workers=2 * max(1, workers)) as pool:
+            for future in [pool.submit(one, i) for i in range(len(programs))]:
+                future.result()
     return results  # type: ignore[return-value]
 
 
 def _job(program: Program, limits: Limits, work_dir: str, hidden: list[str]) -> dict[str, Any]:
     cpu = limits.cpu_seconds if limits.cpu_seconds is not None else limits.wall_seconds
-    job: dict[str, Any] = {
+    return {
         "mode": program.mode,
         "code": program.code,
         "setup": program.setup,
@@ -317,7 +411,6 @@ def _job(program: Program, limits: Limits, work_dir: str, hidden: list[str]) -> 
         "digest_over": program.digest_over,
         "work_dir": work_dir,
         "hidden": hidden,
-        "namespaces": bool(namespace_prefix()),
         "extra_paths": _extra_import_paths(),
         "limits": {
             "cpu_seconds": max(1, int(cpu + 0.999)),
@@ -327,7 +420,6 @@ def _job(program: Program, limits: Limits, work_dir: str, hidden: list[str]) -> 
             "nproc": _nproc_limit(limits.max_procs),
         },
     }
-    return job
 
 
 def _nproc_limit(headroom: int) -> int:
@@ -346,55 +438,77 @@ def _nproc_limit(headroom: int) -> int:
     return count + headroom
 
 
-def _run_in(root: str, program: Program, limits: Limits, hidden: list[str]) -> Execution:
-    work_dir = os.path.join(root, "work")
-    os.mkdir(work_dir, 0o700)
+@cache
+def _scratch_dir() -> str | None:
+    """Where each sample's job and output files go: shared memory when there is some, which
+    spares the disk (and its journal) a few file operations per sample."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+
+
+SETUP_SECONDS = 60.0  # a sandbox that is not ready by then counts as crashed
+
+
+def _run(
+    program: Program, limits: Limits, hidden: list[str], zygote: Zygote, slots: threading.Semaphore
+) -> Execution:
+    root = tempfile.mkdtemp(prefix="pareto-sandbox-", dir=_scratch_dir())
+    try:
+        return _run_in(root, program, limits, hidden, zygote, slots)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run_in(
+    root: str,
+    program: Program,
+    limits: Limits,
+    hidden: list[str],
+    zygote: Zygote,
+    slots: threading.Semaphore,
+) -> Execution:
+    work_dir = os.path.join(root, "work")  # created by the sample only if namespaces are refused
     job_path = os.path.join(root, "job.json")
     with open(job_path, "w", encoding="utf-8") as f:
         json.dump(_job(program, limits, work_dir, hidden), f)
     out_path, err_path = os.path.join(root, "stdout"), os.path.join(root, "stderr")
     read_fd, write_fd = os.pipe()
-    command = [
-        *namespace_prefix(),
-        sys.executable,
-        "-S",
-        "-s",
-        "-B",
-        str(CHILD_SCRIPT),
-        job_path,
-        str(write_fd),
-    ]
-    start = time.monotonic()
+    go_read, go_write = os.pipe()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         try:
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                pass_fds=(write_fd,),
-                cwd=work_dir,
-                env=_scrubbed_env(work_dir),
-                start_new_session=True,  # its own process group, killed as a whole
-            )
+            spawned = zygote.spawn(job_path, (write_fd, out.fileno(), err.fileno(), go_read))
         finally:
-            os.close(write_fd)
+            os.close(write_fd)  # the sample holds its own copies now
+            os.close(go_read)
     reader = _ResultReader(limits.result_mb << 20)
-    deadline = start + limits.wall_seconds
-    exited = False
+    start = time.monotonic()
+    timed_out = ended_by_itself = False
     try:
-        timed_out = not reader.read_until(read_fd, deadline)
-        if not timed_out:  # the channel closed: give the process a moment to exit by itself
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
-        exited = proc.poll() is not None
+        if spawned.pid.result(timeout=SETUP_SECONDS) is not None and reader.read_first_line(
+            read_fd, start + SETUP_SECONDS
+        ):
+            with slots:
+                start = time.monotonic()  # the sample's clock starts at "go"
+                with contextlib.suppress(OSError):
+                    os.write(go_write, b"g")
+                timed_out = not reader.read_until(read_fd, start + limits.wall_seconds)
+                finished = reader.finished()
+                if not timed_out and not finished:  # it stopped early: learn how
+                    with contextlib.suppress(FutureTimeout):
+                        spawned.status.result(timeout=1.0)
+                ended_by_itself = spawned.status.done()
+                zygote.kill(spawned)  # anything left of it, as soon as possible
     finally:
         os.close(read_fd)
-        _kill_group(proc)
+        os.close(go_write)
+    if not ended_by_itself and not reader.finished():
+        with contextlib.suppress(FutureTimeout):
+            spawned.status.result(timeout=10)  # wait for the kill, so no process is left
     execution = reader.execution(len(program.calls))
     execution.timed_out = timed_out
     # Only the exit status of a process that ended by itself says anything.
-    execution.returncode = proc.returncode if exited else None
+    status = spawned.status.result() if ended_by_itself else None
+    execution.returncode = os.waitstatus_to_exitcode(status) if status is not None else None
     execution.seconds = time.monotonic() - start
     cap = limits.file_mb << 20
     execution.output_limit = reader.overflow or any(
@@ -403,18 +517,6 @@ def _run_in(root: str, program: Program, limits: Limits, hidden: list[str]) -> E
     execution.stdout = _tail(out_path, limits.tail_chars)
     execution.stderr = _tail(err_path, limits.tail_chars)
     return execution
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the sample's whole process group (with namespaces, its PID 1 goes with it and the
-    kernel kills everything else in the namespace), then reap the leader."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the leader is not reaped yet: the group id is ours
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # pragma: no cover - only an unkillable process
-        proc.kill()
-        proc.wait()
 
 
 def _tail(path: str, chars: int) -> str:
@@ -435,9 +537,20 @@ class _ResultReader:
         self.partial: list[bytes] = []  # the current, unfinished line
         self.messages: list[dict[str, Any]] = []
 
-    def read_until(self, fd: int, deadline: float) -> bool:
-        """False when the deadline passed before EOF."""
+    def read_first_line(self, fd: int, deadline: float) -> bool:
+        """Read until the first line is in (the sample's set-up is done); False at EOF or
+        the deadline."""
+        return self.read_until(fd, deadline, first_line=True) and bool(self.messages)
+
+    def finished(self) -> bool:
+        return any(m.get("done") is True for m in self.messages)
+
+    def read_until(self, fd: int, deadline: float, first_line: bool = False) -> bool:
+        """False when the deadline passed before EOF (or, with ``first_line``, before the
+        first complete line)."""
         while True:
+            if first_line and self.messages:
+                return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -528,12 +641,16 @@ def _recorded(message: dict[str, Any]) -> RecordedCall | None:
     return RecordedCall(call[0], call[1], call[2], _seconds(message))
 
 
+@cache
 def isolation_summary() -> dict[str, Any]:
-    """What this machine gives the sandbox, for reports and the bench JSON."""
+    """What this machine gives the sandbox, from a probe run: for reports and the bench JSON."""
     execution = run(Program(code="pass"), Limits(wall_seconds=20))
     return {
-        "namespaces": bool(namespace_prefix()),
         "root": os.geteuid() == 0,
         "nproc_limit_enforced": os.geteuid() != 0,
-        **execution.isolation,
+        **{"namespaces": False, **execution.isolation},
     }
+
+
+def namespaces_available() -> bool:
+    return bool(isolation_summary().get("namespaces"))

@@ -1,11 +1,15 @@
 """The code that runs *inside* a sandbox process; the trusted side is ``pareto_bench.sandbox``.
 
-It is started as ``python -S -s -B sandbox_child.py JOB_FILE RESULT_FD`` with a scrubbed
-environment, and imports nothing but the standard library. It also holds the
+It runs as a *zygote* (``python -S -s -B sandbox_child.py SOCKET_FD``, with a scrubbed
+environment): a clean single-threaded process that forks one sandbox per sample, so no sample
+pays for an interpreter start. It imports nothing but the standard library. It also holds the
 value codec, which the parent imports to decode what comes back.
 
-Order of events in the child, and why:
+Order of events in a sample's process, and why:
 
+0. fork from the zygote into new mount, PID, network, IPC and UTS namespaces (and a user
+   namespace for non-root users), then fork again to be PID 1 there, so that its death
+   takes every process it started with it;
 1. read the job (written by the parent, trusted) and delete the file;
 2. lock the process down while it is still trusted: a read-only view of every mount except
    its work directory, answer keys and the home directory hidden, all capabilities dropped,
@@ -31,6 +35,7 @@ import marshal
 import math
 import os
 import random
+import resource
 import signal
 import sys
 import time
@@ -423,69 +428,130 @@ def _mount_points() -> list[tuple[str, int]]:
     return points
 
 
-def lock_down(work_dir: str, hidden: list[str], disk_bytes: int) -> dict[str, bool]:
-    """Make the file system read-only except ``work_dir`` (a new tmpfs of ``disk_bytes``), hide
-    ``hidden`` paths, and drop
-    every capability. Needs a private mount namespace (``unshare --mount``); each step that
-    fails is reported as not achieved rather than stopping the run."""
-    import ctypes  # only here, and dropped from sys.modules afterwards
+_SYS_MOUNT_SETATTR, _AT_RECURSIVE, _AT_FDCWD, _MOUNT_ATTR_RDONLY = 442, 0x8000, -100, 1
+_MS_PRIVATE = 1 << 18
 
-    done = {"read_only_fs": False, "hidden_paths": False, "no_capabilities": False}
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
 
-        def mount(
-            src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
-        ) -> bool:
-            def enc(s: str | None) -> bytes | None:
-                return s.encode() if s is not None else None
+class Kernel:
+    """The system calls Python 3.11 does not expose (unshare, mount, mount_setattr, capset),
+    through ctypes. Made once in the zygote, so samples skip the set-up; code under test
+    cannot use it (the audit hook refuses every foreign call)."""
 
-            return libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)) == 0
+    def __init__(self) -> None:
+        import ctypes
 
-        # Private propagation so nothing done here leaks back to the host.
-        mount(None, "/", None, _MS_REC | (1 << 18))
-        hidden_ok = True
-        for path in hidden:
-            if os.path.isdir(path):
-                hidden_ok &= mount(
-                    "tmpfs", path, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k"
-                )
-            elif os.path.exists(path):
-                hidden_ok &= mount("/dev/null", path, None, _MS_BIND)
-        done["hidden_paths"] = hidden_ok
-        # A fresh, size-limited tmpfs: the code under test cannot fill the disk, and what it
-        # writes vanishes with the namespace.
-        if mount(
-            "tmpfs", work_dir, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={disk_bytes},mode=0700"
-        ):
-            read_only = True
-            for point, keep in _mount_points():
-                if point == work_dir or point.startswith(work_dir + "/"):
-                    continue
-                ok = mount(None, point, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | keep)
-                # /proc entries and similar may refuse; the root and /tmp must not.
-                if not ok and point in ("/", "/tmp", os.path.dirname(work_dir)):
-                    read_only = False
-            done["read_only_fs"] = read_only
+        self.ctypes = ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
 
-        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-        libc.prctl(_PR_CAP_AMBIENT, 4, 0, 0, 0)  # clear all ambient capabilities
-        for cap in range(64):
-            libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
-
-        class Header(ctypes.Structure):
-            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-        class Data(ctypes.Structure):
+        class MountAttr(ctypes.Structure):
             _fields_ = [
-                ("effective", ctypes.c_uint32),
-                ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32),
+                (n, ctypes.c_uint64) for n in ("attr_set", "attr_clr", "propagation", "userns_fd")
             ]
 
-        data = (Data * 2)()
-        done["no_capabilities"] = libc.capset(ctypes.byref(Header(_CAP_V3, 0)), data) == 0
+        class CapHeader(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+        class CapData(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_uint32) for n in ("effective", "permitted", "inheritable")]
+
+        self.MountAttr, self.CapHeader, self.CapData = MountAttr, CapHeader, CapData
+
+    def unshare(self, flags: int) -> bool:
+        return self.libc.unshare(flags) == 0
+
+    def mount(
+        self, src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+    ) -> bool:
+        def enc(text: str | None) -> bytes | None:
+            return None if text is None else text.encode()
+
+        return self.libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)) == 0
+
+    def mount_setattr(self, path: str, set_flags: int, clear_flags: int) -> bool:
+        """Change the flags of ``path`` and every mount below it (Linux 5.12+)."""
+        attr = self.MountAttr(set_flags, clear_flags, 0, 0)
+        ct = self.ctypes
+        return (
+            self.libc.syscall(
+                _SYS_MOUNT_SETATTR,
+                _AT_FDCWD,
+                path.encode(),
+                _AT_RECURSIVE,
+                ct.byref(attr),
+                ct.sizeof(attr),
+            )
+            == 0
+        )
+
+    def drop_capabilities(self) -> bool:
+        """No capabilities left, and none to be gained by exec (no_new_privs)."""
+        self.libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        self.libc.prctl(_PR_CAP_AMBIENT, 4, 0, 0, 0)  # clear all ambient capabilities
+        header, data = self.CapHeader(_CAP_V3, 0), (self.CapData * 2)()
+        return self.libc.capset(self.ctypes.byref(header), data) == 0
+
+
+def _read_only_except(kernel: Kernel, work: str) -> bool:
+    """Every mount read-only but ``work``: one recursive ``mount_setattr``, then ``work`` made
+    writable again; older kernels remount each mount point in turn."""
+    if kernel.mount_setattr("/", _MOUNT_ATTR_RDONLY, 0):
+        return kernel.mount_setattr(work, 0, _MOUNT_ATTR_RDONLY)
+    ok = True
+    for point, keep in _mount_points():
+        if point != work and not point.startswith(work + "/"):
+            ok &= (
+                kernel.mount(None, point, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | keep)
+                or point != "/"
+            )
+    return ok
+
+
+WORK_DIR_IN_NAMESPACE = "/tmp"
+
+
+def lock_down(kernel: Kernel, hidden: list[str], disk_bytes: int) -> dict[str, bool]:
+    """Inside fresh mount and PID namespaces (``enter_namespaces``): mount a private /proc,
+    hide ``hidden`` paths, give the sample a fresh tmpfs of ``disk_bytes`` as /tmp (its work
+    directory), make every other mount read-only, and drop every capability. Each step that
+    fails is reported as not achieved rather than stopping the run."""
+    done = dict.fromkeys(
+        ("private_proc", "hidden_paths", "work_dir", "read_only_fs", "no_capabilities"), False
+    )
+    try:
+        # Private propagation so nothing done here leaks back to the host, and a /proc that
+        # shows only this PID namespace (no other process's environment or command line).
+        kernel.mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+        done["private_proc"] = kernel.mount(
+            "proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+        )
+        # One empty read-only tmpfs, bound over every hidden directory; /dev/null over files.
+        empty, hidden_ok = None, True
+        for path in hidden:
+            if os.path.isdir(path):
+                if empty is None:
+                    hidden_ok &= kernel.mount(
+                        "tmpfs",
+                        path,
+                        "tmpfs",
+                        _MS_RDONLY | _MS_NOSUID | _MS_NODEV,
+                        "size=4k,mode=0555",
+                    )
+                    empty = path
+                else:
+                    hidden_ok &= kernel.mount(empty, path, None, _MS_BIND)
+            elif os.path.exists(path):
+                hidden_ok &= kernel.mount("/dev/null", path, None, _MS_BIND)
+        done["hidden_paths"] = hidden_ok
+        # A fresh, size-limited tmpfs as /tmp: the sample cannot fill the disk or see other
+        # samples' files, and what it writes vanishes with the namespace.
+        work = WORK_DIR_IN_NAMESPACE
+        done["work_dir"] = kernel.mount(
+            "tmpfs", work, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={disk_bytes},mode=0700"
+        )
+        if done["work_dir"]:
+            done["read_only_fs"] = _read_only_except(kernel, work)
+        done["no_capabilities"] = kernel.drop_capabilities()
     except (OSError, AttributeError, ValueError):
         pass
     finally:
@@ -498,8 +564,6 @@ def lock_down(work_dir: str, hidden: list[str], disk_bytes: int) -> dict[str, bo
 
 
 def set_limits(limits: dict) -> None:
-    import resource
-
     def cap(kind: int, value: int) -> None:
         try:
             _, hard = resource.getrlimit(kind)
@@ -798,28 +862,39 @@ def run_record(job: dict, channel: Channel) -> None:
         channel.send({"script": _describe(e)})
 
 
-def main() -> None:
-    sys.path.pop(
-        0
-    )  # this file's directory: the package's own modules are not for the code under test
-    job_path, fd = sys.argv[1], int(sys.argv[2])
-    with open(job_path, encoding="utf-8") as f:
-        job = json.load(f)
-    os.unlink(job_path)
+def run_job(job_path: str, fd: int, kernel: Kernel | None) -> None:
+    """The sample's own process, from trusted set-up to untrusted code. Never returns."""
+    try:
+        with open(job_path, encoding="utf-8") as f:
+            job = json.load(f)
+        os.unlink(job_path)
+    except (OSError, ValueError):
+        os._exit(4)
     channel = Channel(fd)
-    work_dir = job["work_dir"]
-    isolation = {"namespaces": bool(job.get("namespaces"))}
-    if job.get("namespaces"):
-        isolation.update(lock_down(work_dir, job.get("hidden", []), job["limits"]["disk_bytes"]))
+    work_dir = job["work_dir"]  # on the host; used only when namespaces are refused
+    namespaces = kernel is not None
+    isolation = {"namespaces": namespaces}
+    if kernel is not None:
+        isolation.update(lock_down(kernel, job.get("hidden", []), job["limits"]["disk_bytes"]))
+        if isolation["work_dir"]:
+            work_dir = WORK_DIR_IN_NAMESPACE
+    if work_dir != WORK_DIR_IN_NAMESPACE:
+        os.makedirs(work_dir, mode=0o700, exist_ok=True)
     set_limits(job["limits"])
+    os.environ["HOME"] = os.environ["TMPDIR"] = work_dir
     sys.path.extend(job.get("extra_paths", []))
     os.chdir(work_dir)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 3000))
     channel.send({"ready": isolation})
     hidden = tuple(job.get("hidden", []))
-    if not job.get("namespaces"):
+    if not namespaces:
         hidden += ("/proc",)  # other processes' environments; namespaces give a private /proc
     install_audit_hook(work_dir, hidden, lambda text: channel.send({"violation": text}))
+    # Set-up is done; wait for the parent's "go" (it runs set-ups ahead of free CPU slots,
+    # and the sample's clock starts now).
+    if os.read(GO_FD, 1) != b"g":
+        os._exit(5)
+    os.close(GO_FD)
     if job["mode"] == "record":
         run_record(job, channel)
     else:
@@ -829,5 +904,151 @@ def main() -> None:
     os._exit(0)  # skip atexit handlers and non-daemon threads left by the code under test
 
 
+# ----------------------------------------------------------------------------------------
+# The zygote: a clean, single-threaded, trusted process that forks one sandbox per sample.
+# Forking it costs a few milliseconds where a fresh interpreter costs tens. It never sees a
+# job's content (the sample reads its own job file), so one sample cannot find another's.
+# ----------------------------------------------------------------------------------------
+
+_CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+_CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+
+
+def enter_namespaces(kernel: Kernel, user: bool) -> bool:
+    """New mount, PID (for children), network, IPC and UTS namespaces; with ``user``, a user
+    namespace too, mapping the caller to root inside it (how non-root users get the rest)."""
+    uid, gid = os.getuid(), os.getgid()
+    flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
+    if not kernel.unshare(flags | (_CLONE_NEWUSER if user else 0)):
+        return False
+    if user:
+        try:
+            for name, text in (
+                ("setgroups", "deny"),
+                ("uid_map", f"0 {uid} 1"),
+                ("gid_map", f"0 {gid} 1"),
+            ):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+        except OSError:
+            return False
+    return True
+
+
+RESULT_FD, GO_FD = 3, 4
+
+
+def _sample_process(request: dict, fds: list[int], kernel: Kernel) -> None:
+    """In the zygote's child: become the sample (or, with namespaces, the keeper of the
+    sample, which then runs as PID 1 of its own namespace). Never returns."""
+    try:
+        result_fd, out_fd, err_fd, go_fd = fds
+        os.setsid()  # its own process group, killed as a whole
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDONLY)
+        for source, target in (
+            (null, 0),
+            (out_fd, 1),
+            (err_fd, 2),
+            (result_fd, RESULT_FD),
+            (go_fd, GO_FD),
+        ):
+            os.dup2(source, target)
+        os.closerange(GO_FD + 1, 1 << 16)  # the zygote's socket and everything else
+        namespaces = bool(request.get("namespaces")) and enter_namespaces(
+            kernel, bool(request.get("user"))
+        )
+        if namespaces:
+            child = os.fork()  # the first process of the new PID namespace
+            if child:
+                os.close(RESULT_FD)
+                os.close(GO_FD)
+                _, status = os.waitpid(child, 0)
+                if os.WIFSIGNALED(status):
+                    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+                    os.kill(os.getpid(), os.WTERMSIG(status))
+                os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+        run_job(request["job"], RESULT_FD, kernel if namespaces else None)
+    except BaseException:  # noqa: BLE001 - nothing may escape into the zygote's loop
+        os._exit(70)
+    os._exit(70)
+
+
+def zygote(sock_fd: int) -> None:
+    """Serve requests on a SOCK_SEQPACKET socket. ``{"op": "spawn", "id", "job", ...}`` comes
+    with four file descriptors (result pipe, stdout, stderr, go pipe) and is answered with
+    ``{"id", "pid"}`` at once and ``{"id", "status"}`` when that sample ends; ``{"op": "kill",
+    "id"}`` kills a sample's process group if it is still there. Exits, killing what is left,
+    when the parent goes away."""
+    import select
+    import socket
+
+    kernel = Kernel()
+    sock = socket.socket(fileno=sock_fd)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wake-up byte is written
+    pids: dict[object, int] = {}  # request id -> pid, until reaped
+    import gc
+
+    gc.freeze()  # a sample's collections then skip the zygote's objects: fewer pages copied
+
+    def reply(message: dict) -> None:
+        sock.send(json.dumps(message).encode())
+
+    def reap() -> None:
+        while pids:
+            # Peek first: while the child is an unreaped zombie its group id cannot be reused,
+            # so killing what is left of the group is safe.
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            if info is None:
+                return
+            with contextlib.suppress(OSError):
+                os.killpg(info.si_pid, signal.SIGKILL)
+            _, status = os.waitpid(info.si_pid, 0)
+            request_id = next((k for k, v in pids.items() if v == info.si_pid), None)
+            if request_id is not None:
+                del pids[request_id]
+                reply({"id": request_id, "status": status})
+
+    try:
+        while True:
+            ready, _, _ = select.select([sock, wake_r], [], [])
+            if wake_r in ready:
+                os.read(wake_r, 4096)
+                reap()
+            if sock not in ready:
+                continue
+            message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 4)
+            if not message:
+                break  # the parent is gone
+            request = json.loads(message)
+            if request.get("op") == "kill":
+                if request["id"] in pids:
+                    with contextlib.suppress(OSError):
+                        os.killpg(pids[request["id"]], signal.SIGKILL)
+                continue
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                _sample_process(request, fds, kernel)
+            for fd in fds:
+                os.close(fd)
+            pids[request["id"]] = pid
+            reply({"id": request["id"], "pid": pid})
+    except (OSError, ValueError):
+        pass
+    for pid in pids.values():
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+    os._exit(0)
+
+
 if __name__ == "__main__":
-    main()
+    sys.path.pop(
+        0
+    )  # this file's directory: the package's own modules are not for the code under test
+    zygote(int(sys.argv[1]))

@@ -274,11 +274,18 @@ def attacks(parent_pid: int, port: int, outside_file: Path) -> dict[str, str]:
     return code
 
 
-@pytest.fixture(scope="module")
-def judged(tmp_path_factory):
-    """Verdicts per (attack, problem), plus the correct samples scored in the same batch."""
+@pytest.fixture(scope="module", params=["namespaces", "audit-hook-only"])
+def judged(request, tmp_path_factory):
+    """Verdicts per (attack, problem), plus the correct samples scored in the same batch:
+    once with the namespaces, and once with the audit hook and rlimits alone, as on a
+    machine that refuses namespaces."""
+    if request.param == "namespaces" and not sandbox.namespaces_available():
+        pytest.skip("this machine refuses namespaces")
     cache = tmp_path_factory.mktemp("plans")
-    outside = tmp_path_factory.mktemp("outside") / "pwned.txt"
+    # Outside the sample's own /tmp (which is a private tmpfs when namespaces are available):
+    # shared memory, where the parent keeps the samples' job files.
+    shared = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/var/tmp")
+    outside = shared / f"pareto-sandbox-probe-{os.getpid()}.txt"
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(5)
@@ -286,6 +293,7 @@ def judged(tmp_path_factory):
     port = listener.getsockname()[1]
     saved = {k: os.environ.get(k) for k in ("PARETO_BENCH_CACHE", "PARETO_TEST_SECRET")}
     os.environ.update(PARETO_BENCH_CACHE=str(cache), PARETO_TEST_SECRET=SECRET)
+    sandbox.USE_NAMESPACES = request.param == "namespaces"
     try:
         task = AddTask()
         problems = task.load()
@@ -296,6 +304,7 @@ def judged(tmp_path_factory):
         rows = [(name, p, code) for name, code in batch for p in problems]
         verdicts = task.score_programs([p for _, p, _ in rows], [c for _, _, c in rows])
     finally:
+        sandbox.USE_NAMESPACES = True
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -310,7 +319,7 @@ def judged(tmp_path_factory):
     results: dict[str, list] = {}
     for (name, _, _), verdict in zip(rows, verdicts, strict=True):
         results.setdefault(name, []).append(verdict)
-    return {"verdicts": results, "outside": outside, "leaked": leaked}
+    return {"verdicts": results, "outside": outside, "leaked": leaked, "mode": request.param}
 
 
 def _fails(judged: dict, name: str, *statuses: Status) -> None:
@@ -497,7 +506,7 @@ def test_a_run_reports_each_call_as_data():
     assert third.type_name == "NameError"
 
 
-@pytest.mark.skipif(not sandbox.namespace_prefix(), reason="this machine refuses unshare")
+@pytest.mark.skipif(not sandbox.namespaces_available(), reason="this machine refuses namespaces")
 def test_with_namespaces_the_child_is_locked_down():
     probe = textwrap.dedent(
         """
@@ -510,6 +519,8 @@ def test_with_namespaces_the_child_is_locked_down():
     pid, pids, root_writable = execution.outcomes[0].value
     assert execution.isolation == {
         "namespaces": True,
+        "private_proc": True,
+        "work_dir": True,
         "read_only_fs": True,
         "hidden_paths": True,
         "no_capabilities": True,

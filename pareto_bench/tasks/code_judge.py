@@ -6,8 +6,9 @@ Two kinds of tests:
   solution's output the way EvalPlus compares them (exact match, else ``np.allclose`` with the
   task's ``atol``, plus EvalPlus's own special oracles, imported from evalplus so the rules are
   identical). Runs in the parent: the values are plain data decoded from JSON.
-- **Replayed assertions** (HumanEval, MBPP): the benchmark's own test code runs in a trusted
-  pool worker against a *stub* of the function under test. The stub hands back, call by call,
+- **Replayed assertions** (HumanEval, MBPP): the benchmark's own test code runs on the trusted
+  side (in the parent under a timer, or in a pool worker when scoring runs off the main
+  thread) against a *stub* of the function under test. The stub hands back, call by call,
   what the sandboxed code returned for the same arguments (recorded from a run of the
   reference solution). The code under test never sees the test, the expected values or the
   comparison, so patching ``__eq__``, builtins or ``assert`` inside the sandbox changes nothing
@@ -19,7 +20,10 @@ from __future__ import annotations
 import ast
 import builtins
 import random
-from collections.abc import Sequence
+import signal
+import threading
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,3 +266,62 @@ def replay(
             first_failure = failure
     status, detail = first_failure or (Status.PASSED, "")
     return Judgement(status, passed, total, detail)
+
+
+class _ReplayTimeout(BaseException):
+    pass
+
+
+def _on_replay_alarm(signum: int, frame: object) -> None:
+    raise _ReplayTimeout()
+
+
+def replay_all(
+    items: Sequence[tuple[AssertTests, Sequence[RecordedCall], Sequence[Outcome | None], Status]],
+    *,
+    timeout: float,
+    workers: int = 2,
+    on_done: Callable[[int], None] | None = None,
+) -> list[Judgement]:
+    """Replay every item. The test code is the benchmark's own and the values are plain
+    data, so it runs right here under a per-item timer when this is the main thread (no
+    process start-up); elsewhere, where no timer can interrupt it, in a ``DeadlinePool``."""
+    failed = Judgement(Status.FAILED, 0, 1, "test replay failed")
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getitimer(signal.ITIMER_REAL)[0]
+    ):
+        from pareto_bench.tasks.pool import DeadlinePool
+
+        with DeadlinePool(min(workers, len(items))) as pool:
+            return pool.map(
+                replay,
+                items,
+                timeout=timeout,
+                on_failure=lambda item, reason: failed,
+                on_done=on_done,
+            )
+    judgements = []
+    state = random.getstate()
+    previous = signal.signal(signal.SIGALRM, _on_replay_alarm)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # old benchmark code compiles with escape warnings
+            for index, item in enumerate(items):
+                signal.setitimer(signal.ITIMER_REAL, timeout)
+                try:
+                    judgements.append(replay(item))
+                except _ReplayTimeout:
+                    judgements.append(Judgement(Status.FAILED, 0, 1, "test replay timed out"))
+                except Exception as e:  # noqa: BLE001 - a broken replay fails that sample only
+                    judgements.append(
+                        Judgement(Status.FAILED, 0, 1, f"test replay failed: {type(e).__name__}")
+                    )
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                if on_done is not None:
+                    on_done(index)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        random.setstate(state)  # the tests seed the global random module
+    return judgements

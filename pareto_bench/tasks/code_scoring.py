@@ -39,9 +39,8 @@ from pareto_bench.tasks.code_judge import (
     Oracle,
     compare_outputs,
     exact_match_possible,
-    replay,
+    replay_all,
 )
-from pareto_bench.tasks.pool import DeadlinePool
 
 PLAN_VERSION = "1"  # bump when the way plans are computed changes
 DIGEST_OVER = 1 << 16  # larger outputs travel as digests where only exact matches count
@@ -285,16 +284,12 @@ class CodeTask:
                     )
                 )
         if replays:
-            with DeadlinePool(min(self.workers, len(replays))) as pool:
-                judged = pool.map(
-                    replay,
-                    [item for _, item in replays],
-                    timeout=self.replay_timeout,
-                    on_failure=lambda item, reason: Judgement(
-                        Status.FAILED, 0, 1, f"test replay {reason}"
-                    ),
-                    on_done=self._ticker("judging", len(replays)),
-                )
+            judged = replay_all(
+                [item for _, item in replays],
+                timeout=self.replay_timeout,
+                workers=self.workers,
+                on_done=self._ticker("judging", len(replays)),
+            )
             for (i, _), judgement in zip(replays, judged, strict=True):
                 verdicts[i] = _verdict(judgement)
         for i, problem in enumerate(problems):
