@@ -1,18 +1,21 @@
 """Untrusted code execution: one fresh process per sample, and verdicts decided out here.
 
-Each sample runs in its own process (``sandbox_child.py``) with:
+Each sample runs in its own process, forked by a *zygote* (``sandbox_child.zygote``: a clean,
+single-threaded process started once per batch, so no sample pays for an interpreter start).
+Each sample gets:
 
-- a scrubbed environment and a fresh work directory (a size-limited tmpfs when namespaces work);
+- a scrubbed environment and a fresh work directory (a private, size-limited tmpfs as its
+  ``/tmp`` when namespaces are available);
 - rlimits on CPU time, address space, file size, open files (and processes when not root);
-- a wall-clock deadline after which the whole process group is killed, and with it the PID
-  namespace, so even processes that left the group die;
-- where the OS allows ``unshare``: new mount, PID, network, IPC and UTS namespaces. There is no
-  network (only a loopback that is down), ``/proc`` shows only the sample's own processes,
-  every mount is read-only except the work directory, answer keys and the home directory are
-  hidden, and all capabilities are dropped;
-- an audit hook that refuses (and reports) process creation, signals, sockets, ctypes, heap
-  and frame introspection and writes outside the work directory: defence in depth behind the
-  namespaces, and the guard on machines that refuse namespaces.
+- a wall-clock deadline after which its whole process group is killed; with namespaces it is
+  PID 1 of its own PID namespace, so its death takes every process it started with it;
+- where the OS allows: new mount, PID, network, IPC and UTS namespaces (through a user
+  namespace for non-root users). There is no network (only a loopback that is down),
+  ``/proc`` shows only the sample's own processes, every mount is read-only except its
+  ``/tmp``, answer keys and the home directory are hidden, and all capabilities are dropped;
+- an audit hook that refuses (and reports) process creation, signals, sockets, foreign
+  calls through ctypes, heap introspection and writes outside the work directory: defence
+  in depth behind the namespaces, and the guard on machines that refuse namespaces.
 
 What comes back is *data*: one JSON line per call with the call's return value, read through a
 pipe with a byte cap and decoded by ``sandbox_child.decode`` (JSON only; nothing is unpickled

@@ -11,14 +11,15 @@ Order of events in a sample's process, and why:
    namespace for non-root users), then fork again to be PID 1 there, so that its death
    takes every process it started with it;
 1. read the job (written by the parent, trusted) and delete the file;
-2. lock the process down while it is still trusted: a read-only view of every mount except
-   its work directory, answer keys and the home directory hidden, all capabilities dropped,
-   rlimits set (when run under ``unshare``; see ``sandbox.py``);
-3. report the isolation it achieved: this is the last line written before untrusted code
-   runs, so the parent can trust it;
-4. install an audit hook that refuses process creation, signals, sockets, ctypes, frame and
-   heap introspection, and writes outside the work directory, reporting each attempt;
-5. run the untrusted code and the requested calls, streaming one JSON line per call.
+2. lock the process down while it is still trusted: a private /proc, answer keys and the
+   home directory hidden, a fresh tmpfs as /tmp, every other mount read-only, all
+   capabilities dropped, rlimits set;
+3. report the isolation it achieved: the last line written before untrusted code runs, so
+   the parent can trust it;
+4. install an audit hook that refuses process creation, signals, sockets, foreign calls,
+   heap introspection and writes outside the work directory, reporting each attempt;
+5. wait for the parent's "go" (set-ups run ahead of free CPU slots), then run the untrusted
+   code and the requested calls, streaming one JSON line per call.
 
 Nothing the child reports is ever taken as a verdict. Untrusted code shares this process and
 can write anything to the result channel; what it writes is at most a claim about *its own

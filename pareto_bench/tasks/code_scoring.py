@@ -253,61 +253,46 @@ class CodeTask:
     def score_programs(
         self, problems: Sequence[Problem], programs: Sequence[str | None]
     ) -> list[CodeVerdict]:
+        """Score whole programs (``None``: the sample had no code). Differential tests are
+        compared here; replayed assertions run after all samples are in."""
         plans = self.plans(problems)
-        hidden = self.hidden_paths(problems)
-        runnable = [
-            i
-            for i, (p, code) in enumerate(zip(problems, programs, strict=True))
-            if code and plans[p.id].ok
+        verdicts = [
+            _unrunnable(plans[p.id], code) for p, code in zip(problems, programs, strict=True)
         ]
+        runnable = [i for i, v in enumerate(verdicts) if v is None]
         jobs = [self._job(problems[i], programs[i], plans[problems[i].id]) for i in runnable]  # type: ignore[arg-type]
-        executions = self._run(jobs, hidden, "running samples")
-        verdicts: list[CodeVerdict | None] = [None] * len(problems)
-        replays: list[tuple[int, tuple[Any, ...]]] = []
+        executions = self._run(jobs, self.hidden_paths(problems), "running samples")
+        replays: dict[int, tuple[Any, ...]] = {}
+        inputs: dict[str, list[Any]] = {}  # decoded once per problem; only ever read
         for i, execution in zip(runnable, executions, strict=True):
             problem, plan = problems[i], plans[problems[i].id]
-            early = _early_verdict(execution)
-            if early is not None:
-                verdicts[i] = early
-            elif isinstance(problem.reference, DiffTests):
-                verdicts[i] = _verdict(self._compare(problem.reference, plan, execution))
+            verdicts[i] = _early_verdict(execution)
+            if verdicts[i] is not None:
+                continue
+            tests = problem.reference
+            if isinstance(tests, DiffTests):
+                if problem.id not in inputs:
+                    inputs[problem.id] = [decode(args) for args in tests.inputs]
+                expected = [decode(e) for e in plan.expected]  # fresh: a comparison may consume one
+                verdicts[i] = _verdict(
+                    self._compare(tests, inputs[problem.id], expected, execution)
+                )
             else:
-                replays.append(
-                    (
-                        i,
-                        (
-                            problem.reference,
-                            plan.recorded,
-                            execution.outcomes,
-                            execution.missing_status(),
-                        ),
-                    )
+                replays[i] = (
+                    problem.reference,
+                    plan.recorded,
+                    execution.outcomes,
+                    execution.missing_status(),
                 )
         if replays:
             judged = replay_all(
-                [item for _, item in replays],
+                list(replays.values()),
                 timeout=self.replay_timeout,
                 workers=self.workers,
                 on_done=self._ticker("judging", len(replays)),
             )
-            for (i, _), judgement in zip(replays, judged, strict=True):
+            for i, judgement in zip(replays, judged, strict=True):
                 verdicts[i] = _verdict(judgement)
-        for i, problem in enumerate(problems):
-            if verdicts[i] is None:
-                if not plans[problem.id].ok:
-                    verdicts[i] = CodeVerdict(
-                        False,
-                        0.0,
-                        f"error: reference solution failed ({plans[problem.id].error})",
-                        status=Status.ERROR.value,
-                    )
-                else:
-                    verdicts[i] = CodeVerdict(
-                        False,
-                        0.0,
-                        "no_code: the response holds no code",
-                        status=Status.NO_CODE.value,
-                    )
         return verdicts  # type: ignore[return-value]
 
     def _job(self, problem: Problem, code: str, plan: Plan) -> tuple[Program, Limits]:
@@ -323,10 +308,10 @@ class CodeTask:
         wall = sum(min(self.max_wall_seconds, sum(c.limit for c in g)) for g in groups if g) + 3.0
         return Limits(wall_seconds=wall, memory_mb=self.memory_mb)
 
-    def _compare(self, tests: DiffTests, plan: Plan, execution: Execution) -> Judgement:
+    def _compare(
+        self, tests: DiffTests, inputs: list[Any], expected: list[Any], execution: Execution
+    ) -> Judgement:
         """EvalPlus judges the base and the plus inputs as two runs; a sample passes both."""
-        inputs = [decode(args) for args in tests.inputs]
-        expected = [decode(e) for e in plan.expected]
         missing = execution.missing_status()
         parts = []
         for lo, hi in ((0, tests.num_base), (tests.num_base, len(inputs))):
@@ -540,6 +525,18 @@ def _write_cache(path: Path, data: dict[str, Any]) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # a cache that cannot be written only costs time
+
+
+def _unrunnable(plan: Plan, code: str | None) -> CodeVerdict | None:
+    """The verdict of a sample that is not run at all; None when it must run."""
+    if not plan.ok:
+        detail = f"error: reference solution failed ({plan.error})"
+        return CodeVerdict(False, 0.0, detail, status=Status.ERROR.value)
+    if not code or not code.strip():
+        return CodeVerdict(
+            False, 0.0, "no_code: the response holds no code", status=Status.NO_CODE.value
+        )
+    return None
 
 
 def _early_verdict(execution: Execution) -> CodeVerdict | None:
