@@ -150,6 +150,10 @@ def test_output_and_mlflow_layout(tmp_path: Path) -> None:
             assert {"config.yaml", "train.jsonl"} <= artifacts
             assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [0, 1, 2, 3]
             assert child.data.params["reward.tpf_weight"] is not None
+    # A re-run (nothing left to do) joins the same parent run rather than making another.
+    _, again = sweep("trials=2")
+    assert again.ran == [] and again.parent_run_id == result.parent_run_id
+    assert len(client.search_runs([parent.info.experiment_id], "tags.kind = 'sweep'")) == 1
     trial = next(c for c in children if c.info.run_name == "trial-2")
     assert float(trial.data.params["reward.tpf_weight"]) == pytest.approx(
         rows[2].params["reward.tpf_weight"]

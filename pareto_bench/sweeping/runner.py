@@ -68,6 +68,7 @@ from pareto_bench.tracking import Metric, Tracker, default_tracking_uri, get_tra
 SWEEP_TRAIN_DEFAULTS: dict[str, Any] = {"eval_every": 0, "save_every": 0}
 # How long a joining worker waits for the sweep's creator to make the parent run.
 PARENT_RUN_WAIT_S = 60.0
+PARENT_PENDING = "pending"
 
 T = TypeVar("T")
 
@@ -161,6 +162,7 @@ class Sweep:
             plan,
             n_trials=budget,
             coordinator=not options.worker,
+            on_setup=lambda s: mark_parent_pending(s, tracker.uri),
         )
         executor = make_executor(spec.executor.name, spec.executor.body)
         sweep = cls(spec, options, out, study, tracker, executor)
@@ -417,9 +419,9 @@ class Sweep:
         """On the tracking thread: find or create the sweep's parent run in this store, then
         record it in sweep.json and log the spec to it."""
         run_id = self.study.parent_run(self.tracker.uri)
-        if not run_id and not self.study.created:
+        if run_id == PARENT_PENDING and not self.study.marked_pending:
             run_id = self._wait_for_parent_run(PARENT_RUN_WAIT_S)
-        if not run_id:  # this process set the sweep up, or its store differs from the creator's
+        if run_id in ("", PARENT_PENDING):  # none yet in this store, or its maker is gone
             run_id = start_parent_run(self.spec, self.study, self.tracker)
         self._write_metadata(run_id)
         self.tracker.log_artifact(run_id, self.out.spec_yaml)
@@ -427,11 +429,11 @@ class Sweep:
         return run_id
 
     def _wait_for_parent_run(self, timeout_s: float) -> str:
-        # The process that created the study creates the parent run moments later.
+        # The process that set the sweep up is creating the parent run right now.
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             run_id = self.study.parent_run(self.tracker.uri)
-            if run_id:
+            if run_id != PARENT_PENDING:
                 return run_id
             time.sleep(0.5)
         return ""
@@ -539,18 +541,24 @@ class CurveStream:
             self.tracker.log_metrics(self.run.result(), points)
 
 
+def mark_parent_pending(study: SweepStudy, tracking_uri: str) -> None:
+    """During setup: tell workers that join now to wait for the parent run this process is
+    about to create (on its tracking thread), rather than make their own."""
+    if not study.parent_run(tracking_uri):
+        study.set_parent_run(tracking_uri, PARENT_PENDING)
+        study.marked_pending = True
+
+
 def start_parent_run(spec: SweepSpec, study: SweepStudy, tracker: Tracker) -> str:
-    """The sweep's parent run in ``tracker``'s store, created once per store."""
-    run_id = study.parent_run(tracker.uri)
-    if not run_id:
-        run_id = tracker.start_run(
-            spec.name,
-            experiment=spec.experiment_name,
-            tags={"kind": "sweep", "sweep": spec.name, "study": study.name},
-        )
-        if run_id:
-            study.set_parent_run(tracker.uri, run_id)
-            tracker.log_params(run_id, sweep_params(spec))
+    """Create the sweep's parent run in ``tracker``'s store and record it in the study
+    (``""`` when the tracker records nothing, which also clears a pending marker)."""
+    run_id = tracker.start_run(
+        spec.name,
+        experiment=spec.experiment_name,
+        tags={"kind": "sweep", "sweep": spec.name, "study": study.name},
+    )
+    study.set_parent_run(tracker.uri, run_id)
+    tracker.log_params(run_id, sweep_params(spec))
     return run_id
 
 

@@ -169,6 +169,7 @@ class SweepStudy:
         self.name = spec.name
         self.worker = WorkerId.current()
         self.created = False
+        self.marked_pending = False  # this process owes the study its parent run
         self._study_id: int | None = None
 
     # -- opening and setup --------------------------------------------------------------
