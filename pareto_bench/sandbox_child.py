@@ -216,14 +216,17 @@ def decode(data: object, refs: dict | None = None, _depth: int = 0) -> object:
         raise CodecError(f"malformed value: {type(e).__name__}: {e}") from None
 
 
+_PLAIN = (bool, int, float, str)
+
+
 def _decode(data: object, refs: dict | None, depth: int) -> object:
     if depth > MAX_DEPTH + 2:
         raise CodecError("value nested too deeply")
     cls = type(data)
-    if data is None or cls in (bool, int, float, str):
+    if data is None or cls in _PLAIN:
         return data
-    if cls is list:
-        return [_decode(x, refs, depth + 1) for x in data]
+    if cls is list:  # plain items are kept as they are: the common case, made cheap
+        return [x if x is None or type(x) in _PLAIN else _decode(x, refs, depth + 1) for x in data]
     if cls is not dict or set(data) != {"t", "v"}:
         raise CodecError(f"unexpected {cls.__name__} in encoded value")
     tag, v = data["t"], data["v"]

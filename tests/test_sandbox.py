@@ -584,3 +584,30 @@ def test_a_timeout_kills_the_whole_process_group_quickly():
     )
     assert execution.timed_out and execution.outcomes == [None]
     assert execution.seconds < 5
+
+
+@pytest.mark.skipif(not sandbox.namespaces_available(), reason="this machine refuses namespaces")
+def test_the_user_namespace_path_taken_by_non_root_users_locks_down_too(monkeypatch):
+    monkeypatch.setattr(sandbox, "_user_namespace", lambda: True)  # as for a non-root user
+    probe = textwrap.dedent(
+        """
+        import os, socket
+        def probe():
+            try:
+                open("/var/tmp/pareto-userns-probe", "w")
+                wrote = True
+            except OSError:
+                wrote = False
+            try:
+                socket.socket().connect(("127.0.0.1", 9))
+                connected = True
+            except OSError:
+                connected = False
+            return [os.getpid(), open("/proc/self/uid_map").read().split(), wrote, connected]
+        """
+    )
+    execution = sandbox.run(Program(code=probe, calls=(Call.of("probe", []),)))
+    pid, uid_map, wrote, connected = execution.outcomes[0].value
+    assert execution.isolation["namespaces"] and execution.isolation["read_only_fs"]
+    assert pid == 1 and uid_map[:2] == ["0", str(os.getuid())]
+    assert not wrote and not connected and not Path("/var/tmp/pareto-userns-probe").exists()

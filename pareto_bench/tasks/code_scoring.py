@@ -260,10 +260,18 @@ class CodeTask:
             _unrunnable(plans[p.id], code) for p, code in zip(problems, programs, strict=True)
         ]
         runnable = [i for i, v in enumerate(verdicts) if v is None]
-        jobs = [self._job(problems[i], programs[i], plans[problems[i].id]) for i in runnable]  # type: ignore[arg-type]
-        executions = self._run(jobs, self.hidden_paths(problems), "running samples")
+        calls: dict[str, tuple[Call, ...]] = {}  # built once per problem
+        for i in runnable:
+            problem = problems[i]
+            if problem.id not in calls:
+                calls[problem.id] = plans[problem.id].calls(
+                    problem.reference, self.min_call_seconds, self.time_factor
+                )
+        jobs = [self._job(problems[i], programs[i], calls[problems[i].id]) for i in runnable]  # type: ignore[arg-type]
+        expected = [plans[problems[i].id].reference_seconds() for i in runnable]
+        executions = self._run(jobs, self.hidden_paths(problems), "running samples", expected)
         replays: dict[int, tuple[Any, ...]] = {}
-        inputs: dict[str, list[Any]] = {}  # decoded once per problem; only ever read
+        decoded: dict[str, tuple[list[Any], list[Any]]] = {}  # once per problem; only read
         for i, execution in zip(runnable, executions, strict=True):
             problem, plan = problems[i], plans[problems[i].id]
             verdicts[i] = _early_verdict(execution)
@@ -271,12 +279,18 @@ class CodeTask:
                 continue
             tests = problem.reference
             if isinstance(tests, DiffTests):
-                if problem.id not in inputs:
-                    inputs[problem.id] = [decode(args) for args in tests.inputs]
-                expected = [decode(e) for e in plan.expected]  # fresh: a comparison may consume one
-                verdicts[i] = _verdict(
-                    self._compare(tests, inputs[problem.id], expected, execution)
-                )
+                if problem.id not in decoded:
+                    decoded[problem.id] = (
+                        [decode(args) for args in tests.inputs],
+                        [decode(e) for e in plan.expected],
+                    )
+                inputs, expected = decoded[problem.id]
+                # An iterator is used up by a comparison: those get a fresh copy each time.
+                expected = [
+                    decode(e) if _is_iterator(e) else x
+                    for e, x in zip(plan.expected, expected, strict=True)
+                ]
+                verdicts[i] = _verdict(self._compare(tests, inputs, expected, execution))
             else:
                 replays[i] = (
                     problem.reference,
@@ -295,9 +309,8 @@ class CodeTask:
                 verdicts[i] = _verdict(judgement)
         return verdicts  # type: ignore[return-value]
 
-    def _job(self, problem: Problem, code: str, plan: Plan) -> tuple[Program, Limits]:
+    def _job(self, problem: Problem, code: str, calls: tuple[Call, ...]) -> tuple[Program, Limits]:
         tests = problem.reference
-        calls = plan.calls(tests, self.min_call_seconds, self.time_factor)
         setup = tests.setup if isinstance(tests, AssertTests) else ""
         split = tests.num_base if isinstance(tests, DiffTests) else len(calls)
         return Program(code=code, calls=calls, setup=setup), self._limits(calls, split)
@@ -334,7 +347,11 @@ class CodeTask:
         return Judgement(failing.status, passed, total, base + failing.detail)
 
     def _run(
-        self, jobs: Sequence[tuple[Program, Limits]], hidden: list[str], stage: str
+        self,
+        jobs: Sequence[tuple[Program, Limits]],
+        hidden: list[str],
+        stage: str,
+        expected: Sequence[float] | None = None,
     ) -> list[Execution]:
         if not jobs:
             return []
@@ -345,6 +362,7 @@ class CodeTask:
             workers=self.workers,
             hidden=hidden,
             on_done=lambda index, execution: tick(index),
+            expected_seconds=expected,
         )
 
     def _ticker(self, stage: str, total: int) -> Callable[[int], None]:
@@ -435,6 +453,10 @@ class Plan:
     def ok(self) -> bool:
         return not self.error
 
+    def reference_seconds(self) -> float:
+        """How long the reference solution took on all the calls."""
+        return sum(r.seconds for r in self.recorded) + sum(self.seconds)
+
     def calls(
         self, tests: AssertTests | DiffTests, min_seconds: float, factor: float
     ) -> tuple[Call, ...]:
@@ -483,6 +505,10 @@ class Plan:
         if "recorded" in data:
             return Plan(recorded=[RecordedCall(*r) for r in data["recorded"]])
         return Plan(expected=data["expected"], seconds=data["seconds"])
+
+
+def _is_iterator(encoded: Any) -> bool:
+    return isinstance(encoded, dict) and encoded.get("t") == "iter"
 
 
 def _is_digest(encoded: Any) -> bool:
