@@ -20,7 +20,7 @@ NEVER = -1  # an EOS id no token has
 
 
 def _run(
-    lm: DiffusionLM, prompts: list[list[int]], *, repeats: int = 1, **kw: Any
+    lm: DiffusionLM, prompts: list[list[int]], *, repeats: int = 3, **kw: Any
 ) -> dict[str, float]:
     generate(
         lm.model, prompts[:1], mask_id=lm.mask_id, eos_id=NEVER, **{**kw, "max_new_tokens": 8}
