@@ -15,13 +15,8 @@ from pareto_bench.sweeping.executors import (
     make_executor,
 )
 from pareto_bench.sweeping.plan import PlannedTrial, plan_trials, render_plan
-from pareto_bench.sweeping.runner import (
-    SweepOptions,
-    SweepResult,
-    default_out_dir,
-    preflight,
-    run_sweep,
-)
+from pareto_bench.sweeping.resolve import preflight, resolve_trial_config
+from pareto_bench.sweeping.runner import SweepOptions, SweepResult, default_out_dir, run_sweep
 from pareto_bench.sweeping.samplers import SAMPLERS
 from pareto_bench.sweeping.spec import (
     SearchParam,
@@ -53,6 +48,7 @@ __all__ = [
     "plan_trials",
     "render_plan",
     "resolve_spec_path",
+    "resolve_trial_config",
     "run_sweep",
     "spec_warnings",
     "summarize",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pareto_bench.sweeping.runner import preflight, resolve_trial_config
+from pareto_bench.sweeping.resolve import preflight, resolve_trial_config
 from pareto_bench.sweeping.samplers import BASELINE, KIND_ATTR, SEARCH, build_sampler
 from pareto_bench.sweeping.spec import SweepSpec
 from pareto_bench.sweeping.study import SweepStudy, quiet_optuna, trial_name

@@ -26,19 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pareto_bench.config import ConfigError, build, deep_merge, read_yaml, set_dotted
+from pareto_bench.config import ConfigError
 from pareto_bench.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
 from pareto_bench.sweeping import layout
 from pareto_bench.sweeping.executors import Executor, make_executor
 from pareto_bench.sweeping.outdir import SweepDir, sweep_info
 from pareto_bench.sweeping.progress import Snapshot, SweepDisplay, best_records
-from pareto_bench.sweeping.samplers import BASELINE, KIND_ATTR, SEARCH, build_sampler, is_baseline
+from pareto_bench.sweeping.resolve import preflight, resolve_trial_config
+from pareto_bench.sweeping.samplers import KIND_ATTR, SEARCH, build_sampler, is_baseline
 from pareto_bench.sweeping.spec import (
-    BASE_MODEL_BASELINE,
     SweepSpec,
     flatten,
-    nest,
-    resolve_recipe_path,
     spec_warnings,
 )
 from pareto_bench.sweeping.study import (
@@ -63,9 +61,6 @@ from pareto_bench.sweeping.trial import (
 )
 from pareto_bench.tracking import Metric, Tracker, default_tracking_uri, get_tracker
 
-# What a sweep changes in every trainer config, before the recipe and the spec's own `train`:
-# the sweep evaluates each checkpoint itself, and only the final checkpoint is kept.
-SWEEP_TRAIN_DEFAULTS: dict[str, Any] = {"eval_every": 0, "save_every": 0}
 # How long a joining worker waits for the sweep's creator to make the parent run.
 PARENT_RUN_WAIT_S = 60.0
 PARENT_PENDING = "pending"
@@ -246,6 +241,7 @@ class Sweep:
 
         failure = detail = ""
         objectives: dict[str, float] = {}
+        values: list[float] = []
         try:
             with self.study.heartbeat(number, self.spec.executor.heartbeat_s):
                 spec = self.trial_spec(number, kind, name, params)
@@ -266,14 +262,7 @@ class Sweep:
                     y_max=self.spec.eval.y_max,
                     hv_reference=self.spec.eval.hv_reference,
                 )
-                values = [objectives.get(key, math.nan) for key in self.spec.objective_keys]
-                bad = [
-                    k
-                    for k, v in zip(self.spec.objective_keys, values, strict=True)
-                    if not math.isfinite(v)
-                ]
-                if bad:
-                    raise TrialFailed(f"objective {bad[0]} is {objectives.get(bad[0], 'missing')}")
+                values = self._objective_values(objectives)
                 self.tracker.log_metrics(
                     run_id, layout.eval_metrics(records) + layout.summary_metrics(objectives)
                 )
@@ -292,10 +281,16 @@ class Sweep:
         run_id = self._await(run)
         if detail:
             self._log_text(run_id, "failure.txt", detail)
-        values = None if failure else [objectives[k] for k in self.spec.objective_keys]
-        return self._end_trial(
-            number, run_id, started, failure, objectives, (optuna_study, trial, values)
-        )
+        tell = (optuna_study, trial, None if failure else values)
+        return self._end_trial(number, run_id, started, failure, objectives, tell)
+
+    def _objective_values(self, objectives: dict[str, float]) -> list[float]:
+        """The values Optuna is told, in the spec's order; NaN or missing fails the trial."""
+        values = [objectives.get(key, math.nan) for key in self.spec.objective_keys]
+        for key, value in zip(self.spec.objective_keys, values, strict=True):
+            if not math.isfinite(value):
+                raise TrialFailed(f"objective {key} is {objectives.get(key, 'missing')}")
+        return values
 
     def _end_trial(
         self,
@@ -562,52 +557,6 @@ def start_parent_run(spec: SweepSpec, study: SweepStudy, tracker: Tracker) -> st
     return run_id
 
 
-def resolve_trial_config(
-    spec: SweepSpec, spec_path: Path | None, kind: str, name: str, params: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The trial's full ``TrainConfig`` as JSON: sweep defaults < recipe < ``spec.train`` <
-    sampled params < the spec's model, task, seed and data dir. ``None`` for the base model."""
-    from pareto_bench.rl.config import TrainConfig
-
-    if kind == BASELINE and name == BASE_MODEL_BASELINE:
-        return None
-    recipe = resolve_recipe_path(spec.recipe if kind == SEARCH else name, spec_path)
-    data = deep_merge(SWEEP_TRAIN_DEFAULTS, read_yaml(recipe))
-    data = deep_merge(data, nest(flatten(spec.train)))
-    for key, value in params.items():
-        set_dotted(data, key, value)
-    data.update(
-        name=f"{spec.name}-{name}",
-        model=spec.model,
-        task=spec.task,
-        seed=spec.seed,
-        data_dir=str(spec.data_dir) if spec.data_dir else None,
-        out_dir=None,
-    )
-    source = f"{spec_path or 'spec'} (recipe {recipe}, {name})"
-    return build(TrainConfig, data, source).model_dump(mode="json")
-
-
-def preflight(spec: SweepSpec, spec_path: Path | None) -> None:
-    """Resolve every baseline's trainer config, and the trials' at both ends of every searched
-    range (and at every choice), so that a missing recipe or a range the trainer would reject
-    fails now, naming the key, not in the middle of the sweep."""
-    for name in spec.baselines:
-        resolve_trial_config(spec, spec_path, BASELINE, name, {})
-    for key, param in spec.search_space.items():
-        values = param.choices if param.type == "categorical" else [param.low, param.high]
-        for value in values or []:
-            if param.type == "int":
-                value = int(value)
-            try:
-                resolve_trial_config(spec, spec_path, SEARCH, "search-space-check", {key: value})
-            except ConfigError as e:
-                raise ConfigError(
-                    f"{spec_path or 'spec'}: search_space key {key!r}: the value {value!r} is not a valid "
-                    f"trainer setting ({e}); narrow the range"
-                ) from None
-
-
 def sweep_params(spec: SweepSpec) -> dict[str, Any]:
     """The parent run's params: what a reader of the MLflow UI needs to know about the sweep."""
     return {
@@ -637,6 +586,5 @@ __all__ = [
     "SweepOptions",
     "SweepResult",
     "default_out_dir",
-    "resolve_trial_config",
     "run_sweep",
 ]
