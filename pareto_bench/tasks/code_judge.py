@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
+import io
 import random
 import signal
 import threading
@@ -276,6 +278,27 @@ def _on_replay_alarm(signum: int, frame: object) -> None:
     raise _ReplayTimeout()
 
 
+def _replay_here(item: tuple[Any, ...], timeout: float) -> Judgement:
+    """One replay in this process, under a timer, with its prints and warnings swallowed (a
+    test that prints must not write into ``--json`` output)."""
+    quiet = io.StringIO()
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(quiet),
+            contextlib.redirect_stderr(quiet),
+        ):
+            warnings.simplefilter("ignore")  # old benchmark code compiles with escape warnings
+            return replay(item)  # type: ignore[arg-type]
+    except _ReplayTimeout:
+        return Judgement(Status.FAILED, 0, 1, "test replay timed out")
+    except Exception as e:  # noqa: BLE001 - a broken replay fails that sample only
+        return Judgement(Status.FAILED, 0, 1, f"test replay failed: {type(e).__name__}")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
 def replay_all(
     items: Sequence[tuple[AssertTests, Sequence[RecordedCall], Sequence[Outcome | None], Status]],
     *,
@@ -305,22 +328,10 @@ def replay_all(
     state = random.getstate()
     previous = signal.signal(signal.SIGALRM, _on_replay_alarm)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # old benchmark code compiles with escape warnings
-            for index, item in enumerate(items):
-                signal.setitimer(signal.ITIMER_REAL, timeout)
-                try:
-                    judgements.append(replay(item))
-                except _ReplayTimeout:
-                    judgements.append(Judgement(Status.FAILED, 0, 1, "test replay timed out"))
-                except Exception as e:  # noqa: BLE001 - a broken replay fails that sample only
-                    judgements.append(
-                        Judgement(Status.FAILED, 0, 1, f"test replay failed: {type(e).__name__}")
-                    )
-                finally:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-                if on_done is not None:
-                    on_done(index)
+        for index, item in enumerate(items):
+            judgements.append(_replay_here(item, timeout))
+            if on_done is not None:
+                on_done(index)
     finally:
         signal.signal(signal.SIGALRM, previous)
         random.setstate(state)  # the tests seed the global random module

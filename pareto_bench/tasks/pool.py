@@ -69,6 +69,7 @@ class _Worker:
             [sys.executable, "-c", code],
             pass_fds=(child_sock.fileno(),),
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # nothing a worker prints may reach the parent's --json
             env=env,
         )
         child_sock.close()
