@@ -30,8 +30,9 @@ class Group:
 
     @property
     def score(self) -> list[float]:
+        """1/0 for maths; for code the fraction of tests passed (the paper's pass rate)."""
         return [
-            0.0 if g.hit_budget else v.score
+            0.0 if g.hit_budget else getattr(v, "pass_fraction", v.score)
             for v, g in zip(self.verdicts, self.generations, strict=True)
         ]
 
