@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from pareto_bench.registry import Registry
+from pareto_bench.registry import Registry, lazy
 
 
 class CheckpointError(ValueError):
@@ -110,8 +110,8 @@ def load_checkpoint(
             f"checkpoint {path}: model_type {model_type!r} is not supported; supported: {', '.join(ARCHITECTURES.names())}"
         )
     config_cls_name, model_cls_name = ARCHITECTURES.get(model_type)
-    config_cls: type[PretrainedConfig] = _resolve(config_cls_name)
-    model_cls: type[PreTrainedModel] = _resolve(model_cls_name)
+    config_cls: type[PretrainedConfig] = lazy(config_cls_name)()
+    model_cls: type[PreTrainedModel] = lazy(model_cls_name)()
     fields = {
         k: v
         for k, v in raw.items()
@@ -164,10 +164,3 @@ def _find_mask_id(raw: dict[str, Any], tokenizer: PreTrainedTokenizerBase, path:
         f"checkpoint {path}: no mask token (config.json 'mask_token_id' or a tokenizer token "
         f"{' / '.join(MASK_TOKEN_CANDIDATES)}); add 'mask_token_id' to config.json"
     )
-
-
-def _resolve(target: str) -> Any:
-    import importlib
-
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)

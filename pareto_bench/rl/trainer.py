@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from pareto_bench.config import dump_yaml
-from pareto_bench.decoding import Generation
+from pareto_bench.decoding import Generation, aggregate_tpf
 from pareto_bench.evaluate import evaluate
 from pareto_bench.likelihood import (
     DenoisingBatch,
@@ -256,8 +256,7 @@ def _train_step(
         reward_acc=float(rewards.acc.mean()),
         reward_tpf=float(rewards.tpf.mean()),
         accuracy=100.0 * float(correct.float().mean()),
-        tpf=sum(len(gen.tokens) for _, gen in trajectories)
-        / max(1, sum(gen.num_forwards for _, gen in trajectories)),
+        tpf=aggregate_tpf([gen for _, gen in trajectories]),
         filtered_fraction=filled.filtered_fraction,
         refill_rounds=filled.refill_rounds,
         policy_loss=terms.policy_loss.item(),
