@@ -88,8 +88,13 @@ def bench_rl(
         list[str], typer.Option("--set", help="Override a field of both recipes, key=value.")
     ] = [],  # noqa: B006
     out: Annotated[Path, typer.Option(help="Where the runs go.")] = Path("runs/bench-rl"),
+    workers: Annotated[
+        int, typer.Option(min=1, help="Runs at a time, one thread each (2 on a 2-core machine).")
+    ] = 1,
 ) -> None:
-    """Base vs GRPO vs LightningRL on tiny: medians over seeds of accuracy, TPF and AUP. Prints JSON."""
+    """Base vs GRPO vs LightningRL on tiny: medians over seeds of accuracy, TPF and AUP. Prints JSON.
+
+    Every method trains with bench.rl.TINY_SETTINGS (printed as "settings"); --set goes after them."""
     import json
 
     from pareto_bench.bench.rl import bench_rl as run
@@ -98,7 +103,9 @@ def bench_rl(
         json.dumps(
             run(
                 seeds=tuple(int(s) for s in seeds.split(",")),
+                methods=tuple(m.strip() for m in methods.split(",")),
                 overrides=tuple(set_),
+                workers=workers,
                 limit=limit,
                 out_dir=out,
             )
