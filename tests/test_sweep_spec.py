@@ -13,7 +13,7 @@ import yaml
 
 from pareto_bench.config import ConfigError
 from pareto_bench.sweep import load_spec, plan_trials
-from pareto_bench.sweeping.spec import SearchParam, set_override
+from pareto_bench.sweeping.spec import SearchParam, set_override, spec_warnings
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("pareto-bench"))
@@ -66,6 +66,17 @@ def test_dry_run_prints_resolved_trials_without_the_model(name: str) -> None:
     assert f"trial-{len(spec.baselines) + spec.trials - 1}" in out  # every trial is listed
     for key in spec.search_space:
         assert key in out
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_shipped_specs_never_train_on_their_evaluation_problems(name: str) -> None:
+    assert spec_warnings(load_spec(ROOT / "sweeps" / f"{name}.yaml")) == []
+
+
+def test_training_on_an_evaluated_task_without_a_train_split_is_warned(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, task="humaneval", eval={"tasks": ["humaneval"]}))
+    (warning,) = spec_warnings(spec)
+    assert "'humaneval-train'" in warning and "evaluated on" in warning
 
 
 def test_plan_resolves_every_trial_config(tmp_path: Path) -> None:

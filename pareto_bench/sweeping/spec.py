@@ -380,11 +380,10 @@ def check_spec(spec: SweepSpec, source: str) -> None:
 
 def spec_warnings(spec: SweepSpec) -> list[str]:
     """Things that are allowed but probably not meant, for the dry run and the sweep's start."""
-    from pareto_bench.tasks import TASKS
+    from pareto_bench.tasks.base import training_task_name
 
     warnings = []
-    # The trainer trains on `{task}-train` when that task exists, else on `task` itself.
-    if f"{spec.task}-train" not in TASKS and spec.task in spec.eval.tasks:
+    if training_task_name(spec.task) == spec.task and spec.task in spec.eval.tasks:
         warnings.append(
             f"training task {spec.task!r} has no '{spec.task}-train' split: trials train on the "
             "problems they are evaluated on"

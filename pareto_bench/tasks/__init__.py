@@ -11,6 +11,7 @@ TASKS.register("math500", "pareto_bench.tasks.math500:MATH500")
 TASKS.register("humaneval", "pareto_bench.tasks.humaneval:HumanEval")
 TASKS.register("humanevalplus", "pareto_bench.tasks.humaneval:HumanEvalPlus")
 TASKS.register("mbpp", "pareto_bench.tasks.mbpp:MBPP")
+TASKS.register("mbpp-train", "pareto_bench.tasks.mbpp:MBPPTrain")
 TASKS.register("mbpp-sanitized", "pareto_bench.tasks.mbpp:MBPPSanitized")
 TASKS.register("mbppplus", "pareto_bench.tasks.mbpp:MBPPPlus")
 

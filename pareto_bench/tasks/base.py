@@ -61,6 +61,14 @@ def get_task(name: str) -> Task:
     return factory()
 
 
+def training_task_name(name: str) -> str:
+    """The task RL trains on to improve ``name``: its ``-train`` split when one is registered
+    (``gsm8k-train``, ``mbpp-train``, ``synthetic-train``), else ``name`` itself."""
+    import pareto_bench.tasks  # noqa: F401  (fills the registry)
+
+    return f"{name}-train" if f"{name}-train" in TASKS else name
+
+
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
     if data_dir is not None:
         return Path(data_dir)

@@ -3,6 +3,8 @@
 - ``mbpp``: the standard test split of the full set, task ids 11-510 (500 problems). Tests are
   the three ``test_list`` asserts, after ``test_setup_code``; ``challenge_test_list`` is not
   used, as is standard.
+- ``mbpp-train``: the standard training split, task ids 601-974 (374 problems), what RL on
+  ``mbpp`` trains on so that it never sees the problems it is evaluated on.
 - ``mbpp-sanitized``: the sanitized set's problems in the same test range (257 problems);
   ``test_imports`` run before the asserts.
 - ``mbppplus``: differential tests on the original and the extra inputs, judged as EvalPlus
@@ -27,6 +29,7 @@ from pareto_bench.tasks.code_judge import AssertTests, Oracle
 from pareto_bench.tasks.code_scoring import CodeTask, DiffTests, file_sha256, read_jsonl
 
 TEST_SPLIT = range(11, 511)
+TRAIN_SPLIT = range(601, 975)
 
 
 def functions_under_test(code: str, tests: list[str]) -> tuple[str, ...]:
@@ -93,6 +96,7 @@ class _AssertMBPP(CodeTask):
 class MBPP(_AssertMBPP):
     name: ClassVar[str] = "mbpp"
     version: ClassVar[str] = "1"
+    split: ClassVar[range] = TEST_SPLIT
 
     def load(self, data_dir: Path | None = None) -> list[Problem]:
         path = require_file(resolve_data_dir(data_dir), "mbpp/mbpp.jsonl", self.name)
@@ -101,7 +105,7 @@ class MBPP(_AssertMBPP):
         for lineno, r in read_jsonl(
             path, ("task_id", "text", "code", "test_list", "test_setup_code"), "MBPP"
         ):
-            if r["task_id"] in TEST_SPLIT:
+            if r["task_id"] in self.split:
                 code = r["code"].replace("\r\n", "\n")
                 problems.append(
                     self._problem(
@@ -116,6 +120,12 @@ class MBPP(_AssertMBPP):
                     )
                 )
         return problems
+
+
+@dataclass
+class MBPPTrain(MBPP):
+    name: ClassVar[str] = "mbpp-train"
+    split: ClassVar[range] = TRAIN_SPLIT
 
 
 @dataclass
