@@ -8,7 +8,8 @@ The semantics are DESIGN.md "Decoding". In short, for each prompt of length P:
   the prompt and the committed blocks, under the block-causal mask, and commits positions:
   ``dynamic``: every masked position whose confidence is ``>= threshold``, at least the most
   confident one; ``static``: the ``max(1, b // steps_per_block)`` most confident;
-- a finished block is written to the KV cache with its final tokens (not counted as a forward);
+- a finished block is written to the KV cache with its final tokens (not counted as a forward;
+  it rides along in the next block's first forward);
   a block that contains EOS ends the sequence.
 
 Batching: every sequence keeps its own positions, so a batch is laid out in *slots*. Slots
@@ -86,19 +87,23 @@ def generate(
     dtype = model.dtype
     b = block_size
 
-    def forward(start: int, end: int, cache: DynamicCache | None) -> torch.Tensor:
-        """Logits of slots [start, end) given all slots before them."""
+    def forward(
+        start: int, end: int, cache: DynamicCache | None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits of slots [start, end) given all slots before them, for ``rows`` (default all)."""
+        pick = slice(None) if rows is None else rows
+        pos, valid, tokens = layout.pos[pick], layout.valid[pick], layout.tokens[pick]
         context = 0 if cache is None else start
         mask = block_causal_mask(
-            layout.pos[:, start:end] if cache is not None else layout.pos[:, :end],
-            layout.pos[:, :end],
-            layout.valid[:, :end],
+            pos[:, start:end] if cache is not None else pos[:, :end],
+            pos[:, :end],
+            valid[:, :end],
             b,
             dtype,
         )
         out = model(
-            input_ids=layout.tokens[:, context:end],
-            position_ids=layout.pos[:, context:end],
+            input_ids=tokens[:, context:end],
+            position_ids=pos[:, context:end],
             attention_mask=mask,
             past_key_values=cache,
             use_cache=cache is not None,
@@ -108,6 +113,33 @@ def generate(
     cache = DynamicCache() if use_cache else None
     if cache is not None and layout.prefix_slots:
         forward(0, layout.prefix_slots, cache)
+    cached_until = layout.prefix_slots  # the cache holds the keys and values of slots before it
+
+    def denoise(start: int, end: int, rows: torch.Tensor) -> torch.Tensor:
+        """One denoising forward of the block [start, end): logits for every row, computed for
+        the ``rows`` that still have masked slots in it. Its keys and values are dropped (the
+        block is not final), but finished blocks not yet cached ride along and are kept, so
+        writing a final block costs no forward of its own."""
+        nonlocal cached_until
+        if cache is not None and cached_until < start:
+            if rows.all():
+                logits = forward(cached_until, end, cache)[:, start - cached_until :]
+                cache.crop(-b)
+                cached_until = start
+                return logits
+            forward(cached_until, start, cache)
+            cached_until = start
+        if rows.all():
+            logits = forward(start, end, cache)
+            if cache is not None:
+                cache.crop(-b)
+            return logits
+        # Rows done with this block would otherwise wait for the slowest one at full cost.
+        active = rows.nonzero()[:, 0]
+        logits = forward(start, end, None if cache is None else _rows_of(cache, active), active)
+        full = logits.new_zeros((layout.batch, *logits.shape[1:]))
+        full[active] = logits  # the sampler reads only rows with masked slots
+        return full
 
     num_forwards = torch.zeros(layout.batch, dtype=torch.long)
     finished = torch.zeros(layout.batch, dtype=torch.bool)
@@ -115,10 +147,8 @@ def generate(
         end = start + b
         todo = layout.generated[:, start:end] & ~finished[:, None]
         while todo.any():
-            logits = forward(start, end, cache)
-            if cache is not None:
-                cache.crop(-b)  # the block is not final yet: keep only finished blocks cached
             rows = todo.any(dim=1)
+            logits = denoise(start, end, rows)
             candidates, confidence = sampler(logits, todo)
             commit = _select(confidence, todo, strategy, threshold, commit_per_forward)
             num_forwards += rows.long()
@@ -126,13 +156,19 @@ def generate(
             slots[commit] = candidates[commit]
             layout.step[:, start:end][commit] = num_forwards[:, None].expand(-1, b)[commit]
             todo &= ~commit
-        if cache is not None and end < layout.num_slots:
-            forward(start, end, cache)  # write the final block's keys and values
         block_done = layout.generated[:, start:end] & (layout.tokens[:, start:end] == eos_id)
         finished |= block_done.any(dim=1)
         if finished.all():
             break
     return layout.results(eos_id, num_forwards)
+
+
+def _rows_of(cache: DynamicCache, rows: torch.Tensor) -> DynamicCache:
+    """A new cache holding only ``rows`` of ``cache`` (a copy: the forward appends to it)."""
+    subset = DynamicCache()
+    for i, layer in enumerate(cache.layers):
+        subset.update(layer.keys[rows], layer.values[rows], i)
+    return subset
 
 
 class _SlotLayout:

@@ -118,6 +118,24 @@ def test_batched_equals_unbatched_for_mixed_prompt_lengths(random_tiny, tau):
     assert batched == alone
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_rows_done_with_a_block_are_left_out_of_its_later_forwards(random_tiny, use_cache):
+    rows_per_forward = []
+    hook = random_tiny.model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows_per_forward.append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True,
+    )
+    kw = dict(threshold=0.1, temperature=1.0, seed=3, use_cache=use_cache)
+    try:
+        batched = run(random_tiny, PROMPTS, **kw)
+    finally:
+        hook.remove()
+    assert min(rows_per_forward) < len(PROMPTS) == max(rows_per_forward)
+    # Row i draws from generator seed + i, so alone it is row 0 of a run seeded seed + i.
+    alone = [run(random_tiny, [p], **{**kw, "seed": 3 + i})[0] for i, p in enumerate(PROMPTS)]
+    assert batched == alone
+
+
 def test_threshold_above_one_commits_one_token_per_forward(random_tiny):
     for g in run(random_tiny, PROMPTS, threshold=1.01):
         assert len(set(g.step_map)) == len(g.step_map)  # no forward commits two tokens
