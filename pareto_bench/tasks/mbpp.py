@@ -3,8 +3,9 @@
 - ``mbpp``: the standard test split of the full set, task ids 11-510 (500 problems). Tests are
   the three ``test_list`` asserts, after ``test_setup_code``; ``challenge_test_list`` is not
   used, as is standard.
-- ``mbpp-train``: the standard training split, task ids 601-974 (374 problems), what RL on
-  ``mbpp`` trains on so that it never sees the problems it is evaluated on.
+- ``mbpp-train``: the standard training split, task ids 601-974, less the 108 of them that
+  MBPP+ evaluates (266 problems): what RL on ``mbpp`` trains on, so that it never sees a
+  problem that ``mbpp`` or ``mbppplus`` scores.
 - ``mbpp-sanitized``: the sanitized set's problems in the same test range (257 problems);
   ``test_imports`` run before the asserts.
 - ``mbppplus``: differential tests on the original and the extra inputs, judged as EvalPlus
@@ -126,6 +127,19 @@ class MBPP(_AssertMBPP):
 class MBPPTrain(MBPP):
     name: ClassVar[str] = "mbpp-train"
     split: ClassVar[range] = TRAIN_SPLIT
+
+    def load(self, data_dir: Path | None = None) -> list[Problem]:
+        problems = super().load(data_dir)
+        plus = Path(resolve_data_dir(data_dir) or ".") / MBPPPlus.filename
+        if not plus.is_file():
+            warnings.warn(
+                f"mbpp-train: {plus} not found, so the MBPP+ problems (108 of ids 601-974) cannot "
+                "be left out of training; do not evaluate mbppplus on a model trained this way",
+                stacklevel=2,
+            )
+            return problems
+        evaluated = {r["task_id"] for _, r in read_jsonl(plus, ("task_id",), "MBPP+")}
+        return [p for p in problems if p.id not in evaluated]
 
 
 @dataclass
