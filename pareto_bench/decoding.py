@@ -20,6 +20,7 @@ validity mask make the batched result identical to decoding each prompt alone.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -56,7 +57,7 @@ def generate(
     prompts: list[list[int]],
     *,
     mask_id: int,
-    eos_id: int,
+    eos_id: int | Collection[int],
     block_size: int,
     threshold: float,
     max_new_tokens: int,
@@ -71,7 +72,9 @@ def generate(
     """Decode ``prompts`` block-wise. See the module docstring for the exact semantics.
 
     With sampling on (``temperature > 0``), sequence ``i`` draws from its own generator seeded
-    with ``seed + i``, so a fixed seed gives identical output.
+    with ``seed + i``, so a fixed seed gives identical output. ``eos_id`` may be several ids
+    (checkpoints list several in ``generation_config.json``); a block holding any of them ends
+    its sequence.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
@@ -82,15 +85,26 @@ def generate(
     if not prompts:
         return []
     commit_per_forward = max(1, block_size // (steps_per_block or block_size))
-    sampler = _CandidateSampler(mask_id, temperature, top_k, top_p, seed, len(prompts))
     layout = _SlotLayout(prompts, block_size, max_new_tokens, mask_id, model.device)
-    dtype = model.dtype
+    sampler = _CandidateSampler(mask_id, temperature, top_k, top_p, seed, len(prompts), model.device)
+    eos_ids = torch.tensor(sorted({eos_id} if isinstance(eos_id, int) else set(eos_id)))
+    device = model.device
+    dtype = (
+        torch.get_autocast_dtype(device.type)
+        if torch.is_autocast_enabled(device.type)
+        else model.dtype
+    )
     b = block_size
 
     def forward(
-        start: int, end: int, cache: DynamicCache | None, rows: torch.Tensor | None = None
+        start: int,
+        end: int,
+        cache: DynamicCache | None,
+        rows: torch.Tensor | None = None,
+        keep: int | None = None,
     ) -> torch.Tensor:
-        """Logits of slots [start, end) given all slots before them, for ``rows`` (default all)."""
+        """Logits of the last ``keep`` (default all) of slots [start, end) given all slots before
+        them, for ``rows`` (default all)."""
         pick = slice(None) if rows is None else rows
         pos, valid, tokens = layout.pos[pick], layout.valid[pick], layout.tokens[pick]
         context = 0 if cache is None else start
@@ -105,14 +119,15 @@ def generate(
             input_ids=tokens[:, context:end],
             position_ids=pos[:, context:end],
             attention_mask=mask,
-            past_key_values=cache,
+            cache=cache,
             use_cache=cache is not None,
+            logits_to_keep=keep or end - start,  # project only the slots that are read
         )
-        return out.logits[:, start - context :]
+        return out.logits
 
     cache = DynamicCache() if use_cache else None
     if cache is not None and layout.prefix_slots:
-        forward(0, layout.prefix_slots, cache)
+        forward(0, layout.prefix_slots, cache, keep=1)
     cached_until = layout.prefix_slots  # the cache holds the keys and values of slots before it
 
     def denoise(start: int, end: int, rows: torch.Tensor) -> torch.Tensor:
@@ -123,11 +138,11 @@ def generate(
         nonlocal cached_until
         if cache is not None and cached_until < start:
             if rows.all():
-                logits = forward(cached_until, end, cache)[:, start - cached_until :]
+                logits = forward(cached_until, end, cache, keep=end - start)
                 cache.crop(-b)
                 cached_until = start
                 return logits
-            forward(cached_until, start, cache)
+            forward(cached_until, start, cache, keep=1)
             cached_until = start
         if rows.all():
             logits = forward(start, end, cache)
@@ -141,8 +156,9 @@ def generate(
         full[active] = logits  # the sampler reads only rows with masked slots
         return full
 
-    num_forwards = torch.zeros(layout.batch, dtype=torch.long)
-    finished = torch.zeros(layout.batch, dtype=torch.bool)
+    num_forwards = torch.zeros(layout.batch, dtype=torch.long, device=device)
+    finished = torch.zeros(layout.batch, dtype=torch.bool, device=device)
+    eos_ids = eos_ids.to(device)
     for start in range(layout.prefix_slots, layout.num_slots, b):
         end = start + b
         todo = layout.generated[:, start:end] & ~finished[:, None]
@@ -156,11 +172,13 @@ def generate(
             slots[commit] = candidates[commit]
             layout.step[:, start:end][commit] = num_forwards[:, None].expand(-1, b)[commit]
             todo &= ~commit
-        block_done = layout.generated[:, start:end] & (layout.tokens[:, start:end] == eos_id)
+        block_done = layout.generated[:, start:end] & torch.isin(
+            layout.tokens[:, start:end], eos_ids
+        )
         finished |= block_done.any(dim=1)
         if finished.all():
             break
-    return layout.results(eos_id, num_forwards)
+    return layout.results(set(eos_ids.tolist()), num_forwards)
 
 
 def _rows_of(cache: DynamicCache, rows: torch.Tensor) -> DynamicCache:
@@ -211,17 +229,19 @@ class _SlotLayout:
         self.generated = self.valid & (self.pos >= self.lengths.to(device)[:, None])
         self.step = torch.zeros_like(self.tokens)
 
-    def results(self, eos_id: int, num_forwards: torch.Tensor) -> list[Generation]:
+    def results(self, eos_ids: set[int], num_forwards: torch.Tensor) -> list[Generation]:
         tokens, steps, generated = self.tokens.cpu(), self.step.cpu(), self.generated.cpu()
+        num_forwards = num_forwards.cpu()
         out = []
         for i in range(self.batch):
             row_tokens = tokens[i][generated[i]]
             row_steps = steps[i][generated[i]]
             committed = row_steps > 0
             row_tokens, row_steps = row_tokens[committed].tolist(), row_steps[committed].tolist()
-            hit_budget = eos_id not in row_tokens
+            ends = [j for j, t in enumerate(row_tokens) if t in eos_ids]
+            hit_budget = not ends
             if not hit_budget:
-                cut = row_tokens.index(eos_id) + 1
+                cut = ends[0] + 1
                 row_tokens, row_steps = row_tokens[:cut], row_steps[:cut]
             out.append(Generation(row_tokens, row_steps, int(num_forwards[i]), hit_budget))
         return out
@@ -239,6 +259,7 @@ class _CandidateSampler:
         top_p: float,
         seed: int | None,
         batch: int,
+        device: torch.device,
     ):
         self.mask_id = mask_id
         self.temperature = temperature
@@ -249,7 +270,8 @@ class _CandidateSampler:
         if temperature > 0:
             self.generators = []
             for i in range(batch):
-                g = torch.Generator()
+                # On the model's device, so that sampling never copies probabilities to the host.
+                g = torch.Generator(device)
                 if seed is None:
                     g.seed()
                 else:
@@ -270,15 +292,14 @@ class _CandidateSampler:
             scaled = picked / self.temperature
             probs = torch.softmax(scaled, dim=-1)
             filtered = _top_k_top_p(scaled, self.top_k, self.top_p)
-            sample_probs = torch.softmax(filtered, dim=-1).cpu()
-            row_of = todo.nonzero()[:, 0].cpu()
-            cand = torch.empty(len(row_of), dtype=torch.long)
+            sample_probs = torch.softmax(filtered, dim=-1)
+            row_of = todo.nonzero()[:, 0]
+            cand = torch.empty(len(row_of), dtype=torch.long, device=probs.device)
             for row in row_of.unique().tolist():
                 sel = (row_of == row).nonzero()[:, 0]
                 cand[sel] = torch.multinomial(sample_probs[sel], 1, generator=self.generators[row])[
                     :, 0
                 ]
-            cand = cand.to(probs.device)
             conf = probs.gather(-1, cand[:, None])[:, 0]
         candidates[todo] = cand
         confidence[todo] = conf

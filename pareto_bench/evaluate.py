@@ -47,7 +47,7 @@ def evaluate(
                     model.model,
                     [prompts[i] for i in chunk],
                     mask_id=model.mask_id,
-                    eos_id=model.eos_id,
+                    eos_id=model.eos_ids,
                     block_size=model.block_size,
                     threshold=threshold,
                     max_new_tokens=budget,

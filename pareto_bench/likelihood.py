@@ -3,28 +3,39 @@
 A sequence is laid out once in its clean form, followed by *views*: noisy copies of one block
 in which some positions hold the mask token. A view attends to the clean blocks before its own
 block and to itself, exactly as the sampler's current block does; clean positions never attend
-to views. One forward then scores every view of every sequence.
+to views.
 
 - Pretraining: one view per block, each response position masked with a random rate.
 - RL, trajectory-aware (default): for each denoising step ``s`` of a block, the positions
   committed at steps ``>= s`` are masked and those committed at ``s`` are the targets, so every
-  token is scored in the context in which it was decoded. Cost: one view per forward of the
-  rollout, i.e. about ``len / TPF`` views of ``b`` slots per sequence.
+  token is scored in the context in which it was decoded. A trajectory of NFE forwards costs
+  ``len + NFE * b`` tokens.
 - RL, block surrogate: one fully masked view per block, every generated position a target.
-  Cost: one view per block; cheaper, but it scores tokens in a context they were not decoded in.
+  Cost: ``len + len`` tokens; cheaper, but it scores tokens in a context they were not decoded in.
+
+Memory is linear in sequence length: the clean sequences run first (in forwards of at most
+``max_tokens`` slots per row) and leave their keys and values in a cache; the views then run
+in forwards of at most ``max_tokens`` slots, each reading that cache. A mask covers one forward's
+queries against the cache plus its own slots, never the whole packed row. Log-probabilities are
+computed at target slots only, from the backbone's hidden states, ``LOGIT_ROWS_BUDGET`` logits
+at a time, in fp32; no ``[B, S, V]`` tensor exists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel
+from torch.utils.checkpoint import checkpoint as recompute_in_backward
+from transformers import DynamicCache, PreTrainedModel
 
-from pareto_bench.models.attention import block_causal_mask
+from pareto_bench.models.attention import block_causal_allowed
 
-IGNORE = -100
+DEFAULT_MAX_TOKENS_PER_FORWARD = 2048
+LOGIT_ROWS_BUDGET = 2**23  # logits per chunk (rows x vocabulary): 32 MB in fp32
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of the clean slots
 
 
 @dataclass(frozen=True)
@@ -34,101 +45,6 @@ class View:
     block: int
     masked: frozenset[int]
     targets: frozenset[int]
-
-
-@dataclass
-class DenoisingBatch:
-    input_ids: torch.Tensor  # [B, S]
-    position_ids: torch.Tensor  # [B, S]
-    attention_mask: torch.Tensor  # [B, 1, S, S]
-    targets: torch.Tensor  # [B, S], IGNORE where nothing is scored
-    target_pos: torch.Tensor  # [B, S], the sequence position a target slot scores (-1 if none)
-
-
-def build_batch(
-    sequences: Sequence[Sequence[int]],
-    views: Sequence[Sequence[View]],
-    *,
-    block_size: int,
-    mask_id: int,
-    pad_id: int,
-    dtype: torch.dtype = torch.float32,
-) -> DenoisingBatch:
-    b = block_size
-    batch = len(sequences)
-    clean_len = max(len(s) for s in sequences)
-    num_views = max((len(v) for v in views), default=0)
-    width = clean_len + num_views * b
-    ids = torch.full((batch, width), pad_id, dtype=torch.long)
-    pos = torch.zeros((batch, width), dtype=torch.long)
-    valid = torch.zeros((batch, width), dtype=torch.bool)
-    view_id = torch.full((batch, width), -1, dtype=torch.long)
-    targets = torch.full((batch, width), IGNORE, dtype=torch.long)
-    target_pos = torch.full((batch, width), -1, dtype=torch.long)
-    for i, (seq, seq_views) in enumerate(zip(sequences, views, strict=True)):
-        n = len(seq)
-        clean = torch.tensor(seq, dtype=torch.long)
-        ids[i, :n] = clean
-        pos[i, :clean_len] = torch.arange(clean_len)
-        valid[i, :n] = True
-        for v, view in enumerate(seq_views):
-            start = clean_len + v * b
-            block_pos = torch.arange(view.block * b, view.block * b + b)
-            pos[i, start : start + b] = block_pos
-            view_id[i, start : start + b] = v
-            for j, p in enumerate(block_pos.tolist()):
-                # Masked slots past the sequence's end are the undecided tail of its last block.
-                if p in view.masked:
-                    ids[i, start + j] = mask_id
-                elif p < n:
-                    ids[i, start + j] = seq[p]
-                else:
-                    continue
-                valid[i, start + j] = True
-                if p in view.targets:
-                    targets[i, start + j] = seq[p]
-                    target_pos[i, start + j] = p
-    mask = block_causal_mask(pos, pos, valid, b, dtype, query_view=view_id, key_view=view_id)
-    return DenoisingBatch(ids, pos, mask, targets, target_pos)
-
-
-def target_logprobs(model: PreTrainedModel, batch: DenoisingBatch, mask_id: int) -> torch.Tensor:
-    """``[B, S]`` log-probabilities of the target tokens (0 where nothing is scored).
-
-    The mask token is excluded from the distribution, as it is never a sampling candidate.
-    """
-    device = next(model.parameters()).device
-    logits = model(
-        input_ids=batch.input_ids.to(device),
-        position_ids=batch.position_ids.to(device),
-        attention_mask=batch.attention_mask.to(device=device, dtype=model.dtype),
-    ).logits
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # never below fp32
-    logits[..., mask_id] = float("-inf")
-    targets = batch.targets.to(device)
-    scored = targets != IGNORE
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0)[..., None])[..., 0]
-    return torch.where(scored, logp, torch.zeros_like(logp))
-
-
-def per_token(
-    batch: DenoisingBatch, slot_values: torch.Tensor, starts: Sequence[int], lengths: Sequence[int]
-) -> torch.Tensor:
-    """Gather slot values into ``[B, T]`` aligned with each sequence's response tokens.
-
-    Response token ``j`` of sequence ``i`` sits at position ``starts[i] + j``; every response
-    token must be a target exactly once.
-    """
-    batch_size = slot_values.shape[0]
-    width = max(lengths, default=0)
-    out = slot_values.new_zeros((batch_size, width))
-    target_pos = batch.target_pos.to(slot_values.device)
-    for i in range(batch_size):
-        slots = (target_pos[i] >= starts[i]).nonzero()[:, 0]
-        index = target_pos[i, slots] - starts[i]
-        keep = index < lengths[i]
-        out[i, index[keep]] = slot_values[i, slots[keep]]
-    return out
 
 
 def trajectory_views(prompt_len: int, step_map: Sequence[int], block_size: int) -> list[View]:
@@ -158,3 +74,235 @@ def block_views(prompt_len: int, num_tokens: int, block_size: int) -> list[View]
         gen = frozenset(p for p in range(block * b, block * b + b) if p >= prompt_len)
         views.append(View(block, gen, frozenset(p for p in gen if p < prompt_len + num_tokens)))
     return views
+
+
+@dataclass
+class _Slots:
+    """One forward's query slots for a set of rows: ids, positions and what the attention rule
+    and the scorer need. ``view`` is -1 on clean slots; ``target`` is the scored sequence
+    position (-1 where nothing is scored)."""
+
+    ids: torch.Tensor
+    pos: torch.Tensor
+    valid: torch.Tensor
+    view: torch.Tensor
+    target: torch.Tensor
+
+    def to(self, device: torch.device) -> _Slots:
+        return _Slots(*(t.to(device) for t in (self.ids, self.pos, self.valid, self.view, self.target)))
+
+
+def view_slots(
+    sequence: Sequence[int], views: Sequence[View], block_size: int, mask_id: int, pad_id: int
+) -> _Slots:
+    """The ``len(views) * b`` slots of one sequence's views, as 1-D tensors."""
+    b = block_size
+    n = len(sequence)
+    count = len(views) * b
+    ids = torch.full((count,), pad_id, dtype=torch.long)
+    pos = torch.zeros(count, dtype=torch.long)
+    valid = torch.zeros(count, dtype=torch.bool)
+    view = torch.full((count,), -1, dtype=torch.long)
+    target = torch.full((count,), -1, dtype=torch.long)
+    for v, spec in enumerate(views):
+        start = v * b
+        view[start : start + b] = v
+        for j in range(b):
+            p = spec.block * b + j
+            pos[start + j] = p
+            # Masked slots past the sequence's end are the undecided tail of its last block.
+            if p in spec.masked:
+                ids[start + j] = mask_id
+            elif p < n:
+                ids[start + j] = sequence[p]
+            else:
+                continue
+            valid[start + j] = True
+            if p in spec.targets:
+                target[start + j] = p
+    return _Slots(ids, pos, valid, view, target)
+
+
+def sequence_logprobs(
+    model: PreTrainedModel,
+    sequences: Sequence[Sequence[int]],
+    views: Sequence[Sequence[View]],
+    *,
+    block_size: int,
+    mask_id: int,
+    pad_id: int,
+    max_tokens_per_forward: int = DEFAULT_MAX_TOKENS_PER_FORWARD,
+    checkpoint: bool = False,
+) -> torch.Tensor:
+    """``[B, S]`` log-probabilities (fp32, or fp64 for an fp64 model) of each sequence's tokens at the positions its views
+    target (0 elsewhere), on the model's device. ``S`` is the longest sequence.
+
+    The mask token is excluded from the distribution, as it is never a sampling candidate.
+    With ``checkpoint``, each forward is recomputed in the backward pass instead of keeping
+    its activations. Forwards per row: ``ceil(S / max_tokens) + ceil(views * b / max_tokens)``.
+    """
+    device = next(model.parameters()).device
+    b = block_size
+    batch = len(sequences)
+    width = max(len(s) for s in sequences)
+    chunk = max(b, max_tokens_per_forward // b * b)
+    record_grad = checkpoint and torch.is_grad_enabled()
+
+    clean = _clean_slots(sequences, width, pad_id).to(device)
+    kv: KV = []
+    for start in range(0, width, chunk):
+        part = _Slots(*(t[:, start : start + chunk] for t in _fields(clean)))
+        mask = _mask(part, clean, start, b)
+        kv = _run(_extend_cache, model, kv, part, mask, record_grad)
+
+    per_row = [view_slots(s, v, b, mask_id, pad_id) for s, v in zip(sequences, views, strict=True)]
+    rows_out, cols_out, values_out = [], [], []
+    longest = max((len(r.ids) for r in per_row), default=0)
+    for start in range(0, longest, chunk):
+        rows = [i for i, r in enumerate(per_row) if len(r.ids) > start]
+        part = _stack([_window(per_row[i], start, chunk) for i in rows], pad_id).to(device)
+        index = torch.tensor(rows, device=device)
+        row_kv = kv if len(rows) == batch else [(k[index], v[index]) for k, v in kv]
+        row_clean = _Slots(*(t[index] for t in _fields(clean)))
+        mask = _mask(part, row_clean, None, b)
+        scored = part.target >= 0
+        if not scored.any():
+            continue
+        target_ids = row_clean.ids.gather(1, part.target.clamp(min=0))[scored]
+        logp = _run(
+            _scoring_forward(scored, target_ids, mask_id), model, row_kv, part, mask, record_grad
+        )
+        rows_out.append(index[:, None].expand_as(scored)[scored])
+        cols_out.append(part.target[scored])
+        values_out.append(logp)
+    dtype = torch.promote_types(next(model.parameters()).dtype, torch.float32)
+    out = torch.zeros((batch, width), dtype=dtype, device=device)
+    if not values_out:
+        return out
+    return out.index_put((torch.cat(rows_out), torch.cat(cols_out)), torch.cat(values_out))
+
+
+def target_logprobs(
+    hidden: torch.Tensor, targets: torch.Tensor, lm_head: torch.nn.Module, mask_id: int
+) -> torch.Tensor:
+    """``log p(targets)`` from hidden states ``[N, H]``, in fp32, ``LOGIT_ROWS_BUDGET`` logits at a
+    time. Under autograd each chunk's logits are recomputed in backward, so only ``hidden`` is kept."""
+    vocab = lm_head.weight.shape[0]
+    rows = max(1, LOGIT_ROWS_BUDGET // vocab)
+
+    def chunk_logp(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        logits = lm_head(h)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # never below fp32
+        logits[:, mask_id] = float("-inf")
+        return logits.gather(-1, t[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+
+    parts = []
+    for start in range(0, hidden.shape[0], rows):
+        h, t = hidden[start : start + rows], targets[start : start + rows]
+        if torch.is_grad_enabled() and h.requires_grad:
+            parts.append(recompute_in_backward(chunk_logp, h, t, use_reentrant=False))
+        else:
+            parts.append(chunk_logp(h, t))
+    return torch.cat(parts) if parts else hidden.new_zeros((0,), dtype=torch.float32)
+
+
+def _fields(slots: _Slots) -> tuple[torch.Tensor, ...]:
+    return slots.ids, slots.pos, slots.valid, slots.view, slots.target
+
+
+def _clean_slots(sequences: Sequence[Sequence[int]], width: int, pad_id: int) -> _Slots:
+    batch = len(sequences)
+    ids = torch.full((batch, width), pad_id, dtype=torch.long)
+    valid = torch.zeros((batch, width), dtype=torch.bool)
+    for i, seq in enumerate(sequences):
+        ids[i, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
+        valid[i, : len(seq)] = True
+    pos = torch.arange(width).expand(batch, width)
+    minus = torch.full((batch, width), -1, dtype=torch.long)
+    return _Slots(ids, pos, valid, minus, minus)
+
+
+def _window(slots: _Slots, start: int, size: int) -> _Slots:
+    return _Slots(*(t[start : start + size] for t in _fields(slots)))
+
+
+def _stack(rows: list[_Slots], pad_id: int) -> _Slots:
+    """Rows of different lengths, right-padded with invalid slots."""
+    width = max(len(r.ids) for r in rows)
+
+    def pad(t: torch.Tensor, value: int | bool) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, width - len(t)), value=value)
+
+    return _Slots(
+        torch.stack([pad(r.ids, pad_id) for r in rows]),
+        torch.stack([pad(r.pos, 0) for r in rows]),
+        torch.stack([pad(r.valid, False) for r in rows]),
+        torch.stack([pad(r.view, -2) for r in rows]),  # -2: padding, no view of its own
+        torch.stack([pad(r.target, -1) for r in rows]),
+    )
+
+
+def _mask(part: _Slots, clean: _Slots, clean_start: int | None, b: int) -> torch.Tensor:
+    """``[R, 1, Q, K]`` bool mask of one forward's queries against the cached clean slots before
+    them and their own slots. ``clean_start`` is set for a clean forward (its cache holds the clean
+    slots before it), None for a view forward (its cache holds every clean slot)."""
+    cached = clean.valid.shape[1] if clean_start is None else clean_start
+    key_pos = torch.cat([clean.pos[:, :cached], part.pos], dim=1)
+    key_valid = torch.cat([clean.valid[:, :cached], part.valid], dim=1)
+    key_view = torch.cat([clean.view[:, :cached], part.view], dim=1)
+    allowed = block_causal_allowed(part.pos, key_pos, key_valid, b, part.view, key_view)
+    # A padding query that may read nothing would give NaN under SDPA: let it read slot 0.
+    allowed[:, :, 0] |= ~allowed.any(dim=-1)
+    return allowed[:, None]
+
+
+def _run(
+    step: Callable[..., object],
+    model: PreTrainedModel,
+    kv: KV,
+    part: _Slots,
+    mask: torch.Tensor,
+    record_grad: bool,
+):
+    flat = [t for pair in kv for t in pair]
+    if record_grad:
+        return recompute_in_backward(
+            step, model, part.ids, part.pos, mask, *flat, use_reentrant=False
+        )
+    return step(model, part.ids, part.pos, mask, *flat)
+
+
+def _forward(
+    model: PreTrainedModel,
+    ids: torch.Tensor,
+    pos: torch.Tensor,
+    mask: torch.Tensor,
+    flat_kv: Sequence[torch.Tensor],
+) -> tuple[torch.Tensor, DynamicCache]:
+    """The backbone over ``ids`` after the cached clean slots; returns hidden states and the cache
+    (a fresh one: the cached tensors are shared, never written)."""
+    cache = DynamicCache()
+    for layer in range(len(flat_kv) // 2):
+        cache.update(flat_kv[2 * layer], flat_kv[2 * layer + 1], layer)
+    hidden = model.base_model(
+        input_ids=ids, position_ids=pos, attention_mask=mask, cache=cache, use_cache=True
+    ).last_hidden_state
+    return hidden, cache
+
+
+def _extend_cache(model, ids, pos, mask, *flat_kv) -> KV:
+    """A clean forward: the cache of every clean slot so far, this forward's included."""
+    _, cache = _forward(model, ids, pos, mask, flat_kv)
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _scoring_forward(scored: torch.Tensor, target_ids: torch.Tensor, mask_id: int):
+    """A view forward that returns the log-probabilities of its ``scored`` slots' targets."""
+
+    def view_forward(model, ids, pos, mask, *flat_kv) -> torch.Tensor:
+        hidden, _ = _forward(model, ids, pos, mask, flat_kv)
+        return target_logprobs(
+            hidden[scored], target_ids, model.get_output_embeddings(), mask_id
+        )
+
+    return view_forward

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from dense_likelihood import dense_logprobs
 
+from pareto_bench import likelihood
 from pareto_bench.decoding import generate
-from pareto_bench.likelihood import (
-    block_views,
-    build_batch,
-    per_token,
-    target_logprobs,
-    trajectory_views,
-)
+from pareto_bench.likelihood import block_views, sequence_logprobs, trajectory_views
 from pareto_bench.models.attention import block_causal_mask
 
 
@@ -51,10 +48,8 @@ def direct_logprobs(lm, prompt, tokens, step_map, b, surrogate=False):
     return out
 
 
-def test_trajectory_and_surrogate_likelihoods_equal_direct_computation(random_tiny):
-    lm = random_tiny
-    b = 4
-    prompts = [[3, 4, 5], [5, 6, 7, 8, 9, 10]]
+def _sampled_trajectories(lm, b=4):
+    prompts = [[3, 4, 5], [5, 6, 7, 8, 9, 10], [7]]
     gens = generate(
         lm.model,
         prompts,
@@ -71,31 +66,106 @@ def test_trajectory_and_surrogate_likelihoods_equal_direct_computation(random_ti
     assert any(
         len(set(g.step_map)) < len(g.step_map) for g in gens
     )  # several tokens per forward happened
-    for surrogate in (False, True):
-        views = [
-            block_views(len(p), len(g.tokens), b)
-            if surrogate
-            else trajectory_views(len(p), g.step_map, b)
-            for p, g in zip(prompts, gens, strict=True)
-        ]
-        batch = build_batch(
+    return prompts, gens
+
+
+def _views(prompts, gens, b, surrogate):
+    return [
+        block_views(len(p), len(g.tokens), b) if surrogate else trajectory_views(len(p), g.step_map, b)
+        for p, g in zip(prompts, gens, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("surrogate", [False, True], ids=["trajectory", "block_surrogate"])
+@pytest.mark.parametrize("max_tokens", [4, 8, 2048], ids=lambda n: f"max_tokens={n}")
+def test_packed_likelihood_equals_direct_per_step_computation(random_tiny, surrogate, max_tokens):
+    """Split into forwards of every size down to one view each, the packed likelihood equals
+    replaying each denoising step with its own forward."""
+    lm, b = random_tiny, 4
+    prompts, gens = _sampled_trajectories(lm, b)
+    with torch.no_grad():
+        ours = sequence_logprobs(
+            lm.model,
             [p + g.tokens for p, g in zip(prompts, gens, strict=True)],
-            views,
+            _views(prompts, gens, b, surrogate),
             block_size=b,
             mask_id=lm.mask_id,
             pad_id=0,
-            dtype=lm.model.dtype,
+            max_tokens_per_forward=max_tokens,
         )
-        with torch.no_grad():
-            slots = target_logprobs(lm.model, batch, lm.mask_id)
-        ours = per_token(batch, slots, [len(p) for p in prompts], [len(g.tokens) for g in gens])
-        for i, (p, g) in enumerate(zip(prompts, gens, strict=True)):
-            expected = direct_logprobs(lm, p, g.tokens, g.step_map, b, surrogate=surrogate)
-            assert torch.allclose(
-                ours[i, : len(g.tokens)].double(),
-                torch.tensor(expected, dtype=torch.float64),
-                atol=1e-6,
-            )
+    for i, (p, g) in enumerate(zip(prompts, gens, strict=True)):
+        expected = direct_logprobs(lm, p, g.tokens, g.step_map, b, surrogate=surrogate)
+        got = ours[i, len(p) : len(p) + len(g.tokens)].double()
+        assert torch.allclose(got, torch.tensor(expected, dtype=torch.float64), atol=1e-6)
+
+
+@pytest.mark.parametrize("surrogate", [False, True], ids=["trajectory", "block_surrogate"])
+def test_packed_likelihood_and_its_gradient_equal_the_dense_reference(random_tiny, surrogate):
+    """Values and gradients equal the one-forward dense-mask, full-log-softmax reference, with and
+    without recomputation in backward (float64, so only the order of sums differs)."""
+    lm, b = random_tiny, 4
+    prompts, gens = _sampled_trajectories(lm, b)
+    sequences = [p + g.tokens for p, g in zip(prompts, gens, strict=True)]
+    views = _views(prompts, gens, b, surrogate)
+    kwargs = dict(block_size=b, mask_id=lm.mask_id, pad_id=0)
+    weights = torch.randn(len(sequences), max(len(s) for s in sequences), dtype=torch.float64)
+
+    def loss_and_grads(compute):
+        lm.model.zero_grad(set_to_none=True)
+        loss = (compute() * weights).sum()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in lm.model.parameters()]
+
+    expected, expected_grads = loss_and_grads(
+        lambda: dense_logprobs(lm.model, sequences, views, **kwargs)
+    )
+    for recompute in (False, True):
+        got, grads = loss_and_grads(
+            lambda recompute=recompute: sequence_logprobs(
+                lm.model, sequences, views, max_tokens_per_forward=8, checkpoint=recompute, **kwargs
+            ).double()
+        )
+        assert torch.allclose(got, expected, atol=1e-9)
+        for g, e in zip(grads, expected_grads, strict=True):
+            assert torch.allclose(g, e, atol=1e-9)
+
+
+def test_target_logprobs_in_chunks_equal_the_full_log_softmax(monkeypatch):
+    """Target-only, chunked log-probabilities equal a full log-softmax gathered at the targets,
+    with the mask token left out of the distribution; chunks of 3 rows force several chunks."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False).double()
+    hidden = torch.randn(10, 16, dtype=torch.float64)
+    targets = torch.randint(0, 49, (10,))
+    monkeypatch.setattr(likelihood, "LOGIT_ROWS_BUDGET", 3 * 50)
+    got = likelihood.target_logprobs(hidden, targets, head, mask_id=49)
+    logits = head(hidden)
+    logits[:, 49] = float("-inf")
+    expected = torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0]
+    assert torch.allclose(got.double(), expected, atol=1e-6)
+
+
+def test_forwards_per_row_are_the_clean_pass_plus_the_views_split_by_the_budget(
+    random_tiny, monkeypatch
+):
+    lm, b = random_tiny, 4
+    prompts, gens = _sampled_trajectories(lm, b)
+    sequences = [p + g.tokens for p, g in zip(prompts, gens, strict=True)]
+    views = _views(prompts, gens, b, surrogate=False)
+    calls = []
+    real = likelihood._forward
+    monkeypatch.setattr(
+        likelihood, "_forward", lambda m, ids, *a: calls.append(ids.shape) or real(m, ids, *a)
+    )
+    with torch.no_grad():
+        sequence_logprobs(
+            lm.model, sequences, views, block_size=b, mask_id=lm.mask_id, pad_id=0,
+            max_tokens_per_forward=8,
+        )
+    longest_clean = max(len(s) for s in sequences)
+    most_views = max(len(v) for v in views)
+    assert len(calls) == -(-longest_clean // 8) + -(-most_views * b // 8)
+    assert all(shape[1] <= 8 for shape in calls)
 
 
 def test_every_response_token_is_scored_exactly_once():

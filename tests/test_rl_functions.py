@@ -11,7 +11,7 @@ import torch
 
 from pareto_bench.rl import config as rl_config
 from pareto_bench.rl.advantages import ADVANTAGES, broadcast_to_tokens, compute_advantages
-from pareto_bench.rl.config import LossConfig, RewardConfig
+from pareto_bench.rl.config import LossConfig, RewardConfig, TrainConfig
 from pareto_bench.rl.filtering import drop_reason, fill_batch, filter_groups
 from pareto_bench.rl.losses import (
     KL_ESTIMATORS,
@@ -476,8 +476,14 @@ def test_lightningrl_loss_switches_off_terms() -> None:
 
 
 def test_lightningrl_loss_takes_the_loss_config_fields() -> None:
+    """Every LossConfig field but where the reference lives is a term's option, and the trainer
+    passes them all; the defaults agree."""
+    from pareto_bench.rl.trainer import _loss_options
+
+    config = TrainConfig()
+    assert set(_loss_options(config)) == set(LossConfig.model_fields) - {"reference_device"}
     defaults = lightningrl_loss(**combined_case())
-    from_config = lightningrl_loss(**combined_case(), **LossConfig().model_dump())
+    from_config = lightningrl_loss(**combined_case(), **_loss_options(config))
     close(from_config.loss, defaults.loss)
 
 

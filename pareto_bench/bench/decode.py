@@ -57,6 +57,8 @@ def bench_decode(
         "model": lm.name,
         "block_size": lm.block_size,
         "max_new_tokens": max_new_tokens,
+        "device": str(lm.device),
+        "dtype": str(next(lm.model.parameters()).dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
         "eos": "ignored: every sequence decodes max_new_tokens tokens",
         "thresholds": {},

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from pareto_bench.config import ConfigError
+from pareto_bench.placement import PlacementError
 from pareto_bench.registry import UnknownNameError
+
+if TYPE_CHECKING:
+    import torch
 
 app = typer.Typer(
     name="pareto-bench",
@@ -45,9 +50,22 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     UserError,
     ConfigError,
     UnknownNameError,
+    PlacementError,
     FileNotFoundError,
     NotADirectoryError,
 )
+
+
+def resolve_placement(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+    """``--device`` and ``--dtype`` resolved on this machine, or a UserError naming the option
+    and the fix (checked before anything slow, such as loading the model)."""
+    from pareto_bench.placement import resolve_device, resolve_dtype
+
+    try:
+        resolved = resolve_device(device)
+        return resolved, resolve_dtype(dtype, resolved)
+    except PlacementError as e:  # "device 'gpu': expected ..." -> "--device 'gpu': expected ..."
+        raise UserError(f"--{e}".replace("use device=", "use --device ")) from None
 
 
 def main() -> None:

@@ -8,7 +8,11 @@ from typing import Annotated
 
 import typer
 
+from pareto_bench.placement import DEVICE_HELP, DTYPE_HELP
 from pareto_bench.progress import progress_bar
+
+DeviceOption = Annotated[str, typer.Option(help=f"Device: {DEVICE_HELP}")]
+DtypeOption = Annotated[str, typer.Option(help=f"Compute dtype of the model: {DTYPE_HELP}")]
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -29,19 +33,23 @@ def decode(
     steps_per_block: Annotated[int | None, typer.Option(help="static: forwards per block.")] = None,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Seed for sampling.")] = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Decode one prompt and show the text, tokens, forwards and TPF."""
+    from pareto_bench.cli import resolve_placement
     from pareto_bench.decoding import generate
     from pareto_bench.models import load_model
 
-    lm = load_model(model, block_size=block_size)
+    placed_on, placed_in = resolve_placement(device, dtype)
+    lm = load_model(model, block_size=block_size, device=placed_on, dtype=placed_in)
     ids = lm.encode_prompt(prompt)
     out = generate(
         lm.model,
         [ids],
         mask_id=lm.mask_id,
-        eos_id=lm.eos_id,
+        eos_id=lm.eos_ids,
         block_size=lm.block_size,
         threshold=threshold,
         max_new_tokens=max_new_tokens,
@@ -100,16 +108,17 @@ def pretrain_tiny(
 def bench_decode(
     model: Annotated[str, typer.Option(help="'tiny' or a checkpoint directory.")] = "tiny",
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per sequence.")] = 128,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON (the default output).")
     ] = True,
 ) -> None:
     """Sampler throughput: thresholds, cached vs uncached, AR, batch 1/8/32. Prints JSON."""
     from pareto_bench.bench.decode import bench_decode as run
+    from pareto_bench.cli import resolve_placement
     from pareto_bench.models import load_model
 
-    print(
-        json.dumps(
-            run(load_model(model), max_new_tokens=max_new_tokens), indent=None if as_json else 2
-        )
-    )
+    placed_on, placed_in = resolve_placement(device, dtype)
+    lm = load_model(model, device=placed_on, dtype=placed_in)
+    print(json.dumps(run(lm, max_new_tokens=max_new_tokens), indent=None if as_json else 2))

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from pareto_bench.placement import DEVICE_HELP, DTYPE_HELP
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     app.command("eval")(eval_command)
@@ -40,20 +42,24 @@ def eval_command(
     max_new_tokens: Annotated[
         int | None, typer.Option(help="Token budget (default: the task's).")
     ] = None,
+    device: Annotated[str, typer.Option(help=f"Device: {DEVICE_HELP}")] = "auto",
+    dtype: Annotated[str, typer.Option(help=f"Compute dtype of the model: {DTYPE_HELP}")] = "auto",
     out: Annotated[Path | None, typer.Option(help="EvalRecord JSONL to append to.")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the records' summaries as JSON.")
     ] = False,
 ) -> None:
     """Evaluate a model on a task at several thresholds: one (accuracy, TPF) point each."""
+    from pareto_bench.cli import resolve_placement
     from pareto_bench.evaluate import evaluate
     from pareto_bench.models import load_model
     from pareto_bench.records import append_jsonl
     from pareto_bench.tasks import get_task
 
+    placed_on, placed_in = resolve_placement(device, dtype)
     chosen = get_task(task)
     records = evaluate(
-        load_model(model, block_size=block_size),
+        load_model(model, block_size=block_size, device=placed_on, dtype=placed_in),
         chosen,
         parse_thresholds(thresholds),
         limit=limit,

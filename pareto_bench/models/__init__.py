@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from pareto_bench.models.base import ARCHITECTURES, CheckpointError, DiffusionLM, load_checkpoint
+from pareto_bench.placement import resolve_device, resolve_dtype
 from pareto_bench.models.tiny import SHIPPED_TINY, build_tiny
 
 __all__ = [
@@ -27,10 +28,12 @@ def load_model(
     spec: str | Path,
     *,
     block_size: int | None = None,
-    dtype: torch.dtype | None = None,
-    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "auto",
+    device: str | torch.device = "auto",
 ) -> DiffusionLM:
-    """``"tiny"`` or a checkpoint directory."""
+    """``"tiny"`` or a checkpoint directory, on ``device`` in ``dtype`` (``placement`` names)."""
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, device)
     if str(spec) == "tiny":
         if not (SHIPPED_TINY / "config.json").is_file():
             raise CheckpointError(

@@ -44,6 +44,12 @@ class DiffusionLM:
     eos_id: int
     block_size: int
     name: str
+    stop_ids: tuple[int, ...] = ()  # further EOS ids (generation_config.json may list several)
+
+    @property
+    def eos_ids(self) -> tuple[int, ...]:
+        """Every id that ends a sequence, ``eos_id`` first."""
+        return tuple(dict.fromkeys((self.eos_id, *self.stop_ids)))
 
     @property
     def device(self) -> torch.device:
@@ -59,7 +65,10 @@ class DiffusionLM:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        """Text of ``ids``. The model's vocabulary may have rows beyond the tokenizer's (Qwen3:
+        151,936 rows, about 151,670 tokens); a sampled id there has no text and is left out."""
+        known = len(self.tokenizer)
+        return self.tokenizer.decode([i for i in ids if 0 <= i < known], skip_special_tokens=True)
 
     def save(self, path: str | Path) -> None:
         """``save_pretrained`` plus the diffusion fields, so that ``load_checkpoint`` round-trips."""
@@ -139,16 +148,35 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path}: config.json has no block size ({' / '.join(BLOCK_SIZE_KEYS)}); pass --block-size N"
         )
-    eos_id = (
-        tokenizer.eos_token_id if tokenizer.eos_token_id is not None else raw.get("eos_token_id")
-    )
-    if isinstance(eos_id, list):
-        eos_id = eos_id[0]
-    if eos_id is None:
+    eos_ids = _eos_ids(tokenizer, raw, path)
+    if not eos_ids:
         raise CheckpointError(
             f"checkpoint {path}: neither the tokenizer nor config.json names an EOS token"
         )
-    return DiffusionLM(model, tokenizer, int(mask_id), int(eos_id), int(block_size), name=str(path))
+    return DiffusionLM(
+        model,
+        tokenizer,
+        int(mask_id),
+        eos_ids[0],
+        int(block_size),
+        name=str(path),
+        stop_ids=eos_ids[1:],
+    )
+
+
+def _eos_ids(tokenizer: PreTrainedTokenizerBase, raw: dict[str, Any], path: Path) -> tuple[int, ...]:
+    """The tokenizer's EOS first, then those of config.json and generation_config.json."""
+    found: list[Any] = [tokenizer.eos_token_id, raw.get("eos_token_id")]
+    generation = path / "generation_config.json"
+    if generation.is_file():
+        try:
+            found.append(json.loads(generation.read_text()).get("eos_token_id"))
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise CheckpointError(f"checkpoint {generation}: not a valid JSON object ({e})") from None
+    ids: list[int] = []
+    for entry in found:
+        ids.extend(int(i) for i in (entry if isinstance(entry, list) else [entry]) if i is not None)
+    return tuple(dict.fromkeys(ids))
 
 
 def _find_mask_id(raw: dict[str, Any], tokenizer: PreTrainedTokenizerBase, path: Path) -> int:

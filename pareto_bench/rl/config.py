@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from pareto_bench.config import StrictModel, load
+from pareto_bench.placement import DEVICE_HELP, DEVICE_PATTERN, DTYPE_HELP, DtypeName
 
 TpfNorm = Literal["zscore", "minmax", "raw", "none"]
 AccNorm = Literal["plus_minus_one", "zscore"]
@@ -60,7 +61,14 @@ class RolloutConfig(StrictModel):
         None, ge=1, description="Generation budget per trajectory; None uses the task's default."
     )
     block_size: int | None = Field(
-        None, ge=1, description="Decoding block size; None uses the model's own block size."
+        None,
+        ge=1,
+        description="Decoding block size; None uses the model's own. The likelihood replays with the same size.",
+    )
+    batch_size: int = Field(
+        256,
+        ge=1,
+        description="Sequences per sampler call; a round of B x G trajectories is decoded in chunks of this many.",
     )
 
     @field_validator("group_size")
@@ -150,8 +158,16 @@ class LikelihoodConfig(StrictModel):
     mode: LikelihoodMode = Field(
         "trajectory",
         description=(
-            "'trajectory': follow step_map, one forward per denoising step (exact, costs more forwards); "
+            "'trajectory': follow step_map, one view per denoising step (exact, costs more tokens); "
             "'block_surrogate': mask the whole current block once for every target (cheaper)."
+        ),
+    )
+    max_tokens_per_forward: int = Field(
+        8192,
+        ge=1,
+        description=(
+            "Tokens per row in one forward of the packed likelihood: a trajectory's denoising views are "
+            "split into forwards of at most this many slots, each reading the clean sequence's cached keys."
         ),
     )
 
@@ -187,6 +203,13 @@ class LossConfig(StrictModel):
     nll_reduction: Reduction = Field(
         "tok", description="NLL reduction: 'seq' or 'tok' (mean over all tokens)."
     )
+    reference_device: Literal["policy", "cpu"] = Field(
+        "policy",
+        description=(
+            "Where the frozen KL reference lives between its passes: 'policy' (the policy's device) or "
+            "'cpu' (parked off the GPU, moved in for its forward). Loaded only when kl_beta > 0."
+        ),
+    )
 
 
 class OptimConfig(StrictModel):
@@ -204,6 +227,14 @@ class OptimConfig(StrictModel):
     )
     betas: tuple[float, float] = Field(
         (0.9, 0.999), description="AdamW (beta1, beta2), each in [0, 1)."
+    )
+    micro_batch_size: int = Field(
+        16,
+        ge=1,
+        description=(
+            "Trajectories per forward/backward; gradients accumulate over micro-batches and the loss "
+            "keeps the whole batch's normalisers, so the update does not depend on it."
+        ),
     )
     updates_per_step: int = Field(
         1,
@@ -261,6 +292,15 @@ class TrainConfig(StrictModel):
     )
     eval_limit: int | None = Field(
         None, ge=1, description="Evaluate on at most this many held-out problems; None uses all."
+    )
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description=f"Device: {DEVICE_HELP}")
+    dtype: DtypeName = Field(
+        "auto",
+        description=f"Compute dtype: {DTYPE_HELP} Weights and optimizer state stay float32.",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute each likelihood forward during backward instead of keeping its activations.",
     )
 
     rollout: RolloutConfig = Field(

@@ -9,12 +9,17 @@ Reductions: ``seq`` averages each sequence over its tokens, then over sequences 
 weighs the same); ``tok`` averages over all tokens of the batch (long sequences weigh more).
 Sequences without tokens are left out of both, and an empty selection gives a zero that keeps the
 graph, so ``backward`` always works.
+
+Micro-batches: given the whole batch's ``Normalizers``, each reduction divides a micro-batch's
+sum by the whole batch's count, so the micro-batches' losses (and gradients) add up to the
+whole batch's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Self
 
 import torch
 from torch import Tensor
@@ -29,29 +34,59 @@ KL_ESTIMATORS: Registry[Callable[[Tensor], Tensor]] = Registry("KL estimator")
 
 
 @REDUCTIONS.register("tok")
-def token_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``values`` over every masked-in token of the batch."""
+def token_mean(values: Tensor, mask: Tensor, count: float | None = None) -> Tensor:
+    """Mean of ``values`` over every masked-in token of the batch (of ``count`` tokens if given)."""
     weights = mask.to(values.dtype)
-    return (values * weights).sum() / weights.sum().clamp_min(1.0)
+    return (values * weights).sum() / (weights.sum() if count is None else count).clamp_min(1.0)
 
 
 @REDUCTIONS.register("seq")
-def sequence_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean over each sequence's masked-in tokens, then over the sequences that have any."""
+def sequence_mean(values: Tensor, mask: Tensor, count: float | None = None) -> Tensor:
+    """Mean over each sequence's masked-in tokens, then over the sequences that have any
+    (``count`` of them if given)."""
     weights = mask.to(values.dtype)
     counts = weights.sum(-1)
     per_sequence = (values * weights).sum(-1) / counts.clamp_min(1.0)
     present = (counts > 0).to(values.dtype)
-    return (per_sequence * present).sum() / present.sum().clamp_min(1.0)
+    return (per_sequence * present).sum() / (present.sum() if count is None else count).clamp_min(
+        1.0
+    )
 
 
-def reduce(values: Tensor, mask: Tensor, mode: Reduction) -> Tensor:
-    """``[B, T]`` per-token values -> a scalar, with the ``seq`` or ``tok`` reduction."""
+@dataclass(frozen=True)
+class Normalizers:
+    """Token and sequence counts of a whole batch, the denominators of its reductions."""
+
+    tokens: Tensor
+    sequences: Tensor
+    correct_tokens: Tensor
+    correct_sequences: Tensor
+
+    @classmethod
+    def of(cls, mask: Tensor, correct: Tensor) -> Self:
+        mask = mask.to(torch.bool)
+        on_correct = mask & correct.to(torch.bool).reshape(-1, 1)
+        return cls(
+            tokens=mask.sum().float(),
+            sequences=mask.any(-1).sum().float(),
+            correct_tokens=on_correct.sum().float(),
+            correct_sequences=on_correct.any(-1).sum().float(),
+        )
+
+    def count(self, mode: Reduction, *, correct_only: bool = False) -> Tensor:
+        if mode == "tok":
+            return self.correct_tokens if correct_only else self.tokens
+        return self.correct_sequences if correct_only else self.sequences
+
+
+def reduce(values: Tensor, mask: Tensor, mode: Reduction, count: Tensor | None = None) -> Tensor:
+    """``[B, T]`` per-token values -> a scalar, with the ``seq`` or ``tok`` reduction; ``count``
+    is the denominator (the whole batch's tokens or sequences), by default this batch's own."""
     if values.shape != mask.shape:
         raise ValueError(
             f"values {tuple(values.shape)} and mask {tuple(mask.shape)} must both be [B, T]"
         )
-    return REDUCTIONS.get(mode)(values, mask)
+    return REDUCTIONS.get(mode)(values, mask, count)
 
 
 def log_ratio(logp: Tensor, logp_old: Tensor, clip: float = LOG_RATIO_CLIP) -> Tensor:
@@ -100,7 +135,11 @@ def kl_estimate(logp: Tensor, logp_ref: Tensor, estimator: KlEstimator = "k3") -
 
 
 def nll_on_correct(
-    logp: Tensor, mask: Tensor, correct: Tensor, reduction: Reduction = "tok"
+    logp: Tensor,
+    mask: Tensor,
+    correct: Tensor,
+    reduction: Reduction = "tok",
+    count: Tensor | None = None,
 ) -> Tensor:
     """``-mean(logp)`` over the tokens of the trajectories the verifier marked correct.
 
@@ -111,7 +150,7 @@ def nll_on_correct(
     correct = correct.to(torch.bool).reshape(-1)
     if correct.shape[0] != logp.shape[0]:
         raise ValueError(f"{correct.shape[0]} correctness flags for {logp.shape[0]} sequences")
-    return reduce(-logp, mask.to(torch.bool) & correct.unsqueeze(-1), reduction)
+    return reduce(-logp, mask.to(torch.bool) & correct.unsqueeze(-1), reduction, count)
 
 
 @dataclass(frozen=True)
@@ -141,12 +180,13 @@ def lightningrl_loss(
     policy_reduction: Reduction = "seq",
     kl_reduction: Reduction = "tok",
     nll_reduction: Reduction = "tok",
+    normalizers: Normalizers | None = None,
 ) -> LossTerms:
     """Policy + ``kl_beta`` * KL + ``nll_weight`` * NLL on ``[B, T]`` token log-probs.
 
     ``advantages`` is ``[B]`` (one per trajectory, broadcast here) or already ``[B, T]``;
-    ``correct`` is ``[B]`` bool. ``logp_ref`` may be ``None`` when ``kl_beta`` is 0. The keyword
-    names match ``LossConfig``: ``lightningrl_loss(..., **config.loss.model_dump())``.
+    ``correct`` is ``[B]`` bool. ``logp_ref`` may be ``None`` when ``kl_beta`` is 0.
+    ``normalizers`` are the whole batch's when these rows are one micro-batch of it.
     """
     if logp.dim() != 2 or logp.shape != mask.shape:
         raise ValueError(
@@ -161,22 +201,30 @@ def lightningrl_loss(
             "flatten [num_groups, G] advantages with .reshape(-1)"
         )
     advantages = advantages.to(logp.dtype)
+    norm = normalizers or Normalizers.of(mask, correct)
 
     per_token, binds = clipped_surrogate(
         logp, logp_old.detach(), advantages, eps=eps, eps_high=eps_high
     )
-    policy_loss = reduce(per_token, mask, policy_reduction)
+    policy_loss = reduce(per_token, mask, policy_reduction, norm.count(policy_reduction))
 
     if logp_ref is None:
         if kl_beta != 0:
             raise ValueError("kl_beta > 0 needs the reference log-probs logp_ref")
         kl = logp.new_zeros(())
     else:
-        kl = reduce(kl_estimate(logp, logp_ref.detach(), kl_estimator), mask, kl_reduction)
+        kl = reduce(
+            kl_estimate(logp, logp_ref.detach(), kl_estimator),
+            mask,
+            kl_reduction,
+            norm.count(kl_reduction),
+        )
 
-    nll = nll_on_correct(logp, mask, correct, nll_reduction)
+    nll = nll_on_correct(
+        logp, mask, correct, nll_reduction, norm.count(nll_reduction, correct_only=True)
+    )
     loss = policy_loss + kl_beta * kl + nll_weight * nll
-    clip_fraction = token_mean(binds.to(logp.dtype), mask).detach()
+    clip_fraction = token_mean(binds.to(logp.dtype), mask, norm.tokens).detach()
     return LossTerms(
         loss=loss, policy_loss=policy_loss, kl=kl, nll=nll, clip_fraction=clip_fraction
     )

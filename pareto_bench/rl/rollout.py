@@ -49,25 +49,31 @@ def rollout(
     *,
     seed: int,
     max_new_tokens: int,
+    block_size: int,
 ) -> list[Group]:
-    """Decode ``config.group_size`` trajectories for each problem, all in one batched call."""
+    """Decode ``config.group_size`` trajectories for each problem, ``config.batch_size``
+    sequences per sampler call. Sequence ``i`` of the round samples with seed ``seed + i``
+    whatever the chunking."""
     g = config.group_size
     prompt_ids = [lm.encode_prompt(task.prompt(p)) for p in problems]
-    generations = generate(
-        lm.model,
-        [ids for ids in prompt_ids for _ in range(g)],
-        mask_id=lm.mask_id,
-        eos_id=lm.eos_id,
-        block_size=config.block_size or lm.block_size,
-        threshold=config.threshold,
-        max_new_tokens=max_new_tokens,
-        strategy=config.strategy,
-        steps_per_block=config.steps_per_block,
-        temperature=config.temperature,
-        top_k=config.top_k,
-        top_p=config.top_p,
-        seed=seed,
-    )
+    sequences = [ids for ids in prompt_ids for _ in range(g)]
+    generations = []
+    for start in range(0, len(sequences), config.batch_size):
+        generations += generate(
+            lm.model,
+            sequences[start : start + config.batch_size],
+            mask_id=lm.mask_id,
+            eos_id=lm.eos_ids,
+            block_size=block_size,
+            threshold=config.threshold,
+            max_new_tokens=max_new_tokens,
+            strategy=config.strategy,
+            steps_per_block=config.steps_per_block,
+            temperature=config.temperature,
+            top_k=config.top_k,
+            top_p=config.top_p,
+            seed=seed + start,
+        )
     responses = [lm.decode(out.tokens) for out in generations]
     verdicts = task.score([p for p in problems for _ in range(g)], responses)
     return [

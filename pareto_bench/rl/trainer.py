@@ -20,7 +20,7 @@ Resuming is exact: every random choice (prompts, sampling) is a pure function of
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import itertools
 import math
 import os
@@ -36,21 +36,15 @@ import torch
 from pareto_bench.config import dump_yaml
 from pareto_bench.decoding import Generation, aggregate_tpf
 from pareto_bench.evaluate import evaluate
-from pareto_bench.likelihood import (
-    DenoisingBatch,
-    block_views,
-    build_batch,
-    per_token,
-    target_logprobs,
-    trajectory_views,
-)
+from pareto_bench.likelihood import block_views, sequence_logprobs, trajectory_views
 from pareto_bench.models import DiffusionLM, load_model
 from pareto_bench.progress import progress_bar
 from pareto_bench.records import TrainStepRecord, append_jsonl, read_jsonl
 from pareto_bench.rl.advantages import compute_advantages
 from pareto_bench.rl.config import TrainConfig
 from pareto_bench.rl.filtering import drop_reason, fill_batch
-from pareto_bench.rl.losses import lightningrl_loss
+from pareto_bench.placement import autocast, resolve_device, resolve_dtype
+from pareto_bench.rl.losses import LossTerms, Normalizers, lightningrl_loss
 from pareto_bench.rl.rewards import combine_rewards
 from pareto_bench.rl.rollout import Group, rollout
 from pareto_bench.tasks.base import (
@@ -93,12 +87,12 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_yaml(config))
 
-    policy = load_model(checkpoint if resume else config.model)
+    device = resolve_device(config.device)
+    compute_dtype = resolve_dtype(config.dtype, device)
+    # The trained weights stay fp32 (master weights); forwards run under autocast(compute_dtype).
+    policy = load_model(checkpoint if resume else config.model, device=device, dtype="float32")
     policy.model.train()
-    # The KL reference is the initial policy: on resume it is read again from config.model.
-    reference = None
-    if config.loss.kl_beta > 0:
-        reference = _frozen_copy(load_model(config.model) if resume else policy)
+    reference = _load_reference(config, device, compute_dtype)
     eval_task = get_task(config.task)
     train_task = get_task(training_task_name(config.task))
     train_problems = train_task.load(resolve_data_dir(config.data_dir))
@@ -121,7 +115,15 @@ def train(
         bar.advance(start_step)
         for step in range(start_step, config.steps):
             record = _train_step(
-                config, step, policy, reference, optimizer, train_task, train_problems, budget
+                config,
+                step,
+                policy,
+                reference,
+                optimizer,
+                train_task,
+                train_problems,
+                budget,
+                compute_dtype,
             )
             if not math.isfinite(record.loss):
                 _save(out, policy, optimizer, step)  # the weights before this step are good
@@ -141,7 +143,8 @@ def train(
             if config.save_every and done % config.save_every == 0 and done < config.steps:
                 _save(out, policy, optimizer, done)
             if config.eval_every and done % config.eval_every == 0 and done < config.steps:
-                _evaluate_during_training(config, policy, eval_task, out, done)
+                with autocast(device, compute_dtype):
+                    _evaluate_during_training(config, policy, eval_task, out, done)
     _save(out, policy, optimizer, config.steps)
     return result
 
@@ -155,9 +158,12 @@ def _train_step(
     task: Task,
     problems: Sequence[Problem],
     budget: int,
+    compute_dtype: torch.dtype,
 ) -> TrainStepRecord:
     started = time.perf_counter()
     rc, fc = config.rollout, config.filter
+    device = policy.device
+    block_size = rc.block_size or policy.block_size  # rollout and likelihood use the same blocks
 
     # 1. Rollout with TPF-aware filtering, refilled until B groups pass.
     rounds = itertools.count()
@@ -167,14 +173,16 @@ def _train_step(
         rng = random.Random(_seed(config.seed, step, round_index))
         chosen = [problems[rng.randrange(len(problems))] for _ in range(missing)]
         policy.model.eval()
-        groups = rollout(
-            policy,
-            task,
-            chosen,
-            rc,
-            seed=_seed(config.seed, step, round_index, 1),
-            max_new_tokens=budget,
-        )
+        with autocast(device, compute_dtype):
+            groups = rollout(
+                policy,
+                task,
+                chosen,
+                rc,
+                seed=_seed(config.seed, step, round_index, 1),
+                max_new_tokens=budget,
+                block_size=block_size,
+            )
         policy.model.train()
         return groups
 
@@ -199,23 +207,27 @@ def _train_step(
     # 2. Rewards, decoupled per reward within each group, then advantages.
     score = torch.tensor([g.score for g in groups])
     tpf = torch.tensor([g.tpf for g in groups])
-    correct = torch.tensor([g.correct for g in groups]).reshape(-1)
+    correct_cpu = torch.tensor([g.correct for g in groups]).reshape(-1)
     rewards = combine_rewards(score, tpf, **config.reward.model_dump())
-    advantages = compute_advantages(rewards.total, config.advantage.mode).reshape(-1)
+    advantages = compute_advantages(rewards.total, config.advantage.mode).reshape(-1).to(device)
+    correct = correct_cpu.to(device)
 
-    # 3. Block-diffusion likelihood of every kept trajectory (old and reference policies first).
+    # 3. Block-diffusion likelihoods of every kept trajectory under the reference and, when the
+    #    policy moves within the step, under the rollout policy; micro-batch by micro-batch.
     trajectories = [(g.prompt_ids, gen) for g in groups for gen in g.generations]
-    batch, starts, lengths = _likelihood_batch(policy, trajectories, config.likelihood.mode)
-    mask = _token_mask(lengths)
+    replay = _Replay(trajectories, config, policy, block_size)
+    mask = replay.token_mask.to(device)
     t0 = time.perf_counter()
     with torch.no_grad():
-        logp_ref = _logprobs(reference, batch, starts, lengths) if reference is not None else None
-        logp_old = (
-            _logprobs(policy, batch, starts, lengths) if config.optim.updates_per_step > 1 else None
-        )
+        logp_ref = _frozen_logprobs(reference, replay, config) if reference is not None else None
+        logp_old = None
+        if config.optim.updates_per_step > 1:
+            with autocast(device, compute_dtype):
+                logp_old = replay.all_logprobs(policy, checkpoint=False)
     likelihood_time = time.perf_counter() - t0
 
-    # 4. Policy update: clipped surrogate + KL to the reference + NLL on correct trajectories.
+    # 4. Policy update: clipped surrogate + KL to the reference + NLL on correct trajectories,
+    #    each update over one shuffled mini-batch, accumulated over micro-batches.
     backward_time = 0.0
     lr = config.optim.lr * min(1.0, (step + 1) / max(1, config.optim.warmup_steps))
     for group in optimizer.param_groups:
@@ -224,22 +236,32 @@ def _train_step(
         len(trajectories), generator=torch.Generator().manual_seed(_seed(config.seed, step, 0, 2))
     )
     for chunk in order.chunk(config.optim.updates_per_step):
-        idx = chunk.tolist()
-        t0 = time.perf_counter()
-        sub = _select(batch, idx)
-        logp = _logprobs(policy, sub, [starts[i] for i in idx], [lengths[i] for i in idx])
-        likelihood_time += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        terms = lightningrl_loss(
-            logp,
-            logp.detach() if logp_old is None else logp_old[chunk],
-            None if logp_ref is None else logp_ref[chunk],
-            advantages[chunk],
-            mask[chunk],
-            correct[chunk],
-            **config.loss.model_dump(),
-        )
+        normalizers = Normalizers.of(mask[chunk], correct[chunk])
+        optimizer.zero_grad(set_to_none=True)
+        parts: list[LossTerms] = []
+        for micro in replay.micro_batches(chunk.tolist()):
+            t0 = time.perf_counter()
+            with autocast(device, compute_dtype):
+                logp = replay.logprobs(policy, micro, checkpoint=config.gradient_checkpointing)
+            likelihood_time += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            rows = torch.tensor(micro, device=device)
+            terms = lightningrl_loss(
+                logp,
+                logp.detach() if logp_old is None else logp_old[rows],
+                None if logp_ref is None else logp_ref[rows],
+                advantages[rows],
+                mask[rows],
+                correct[rows],
+                **_loss_options(config),
+                normalizers=normalizers,
+            )
+            terms.loss.backward()
+            parts.append(_detached(terms))
+            backward_time += time.perf_counter() - t0
+        terms = _summed(parts)
         if not torch.isfinite(terms.loss):
+            optimizer.zero_grad(set_to_none=True)
             return _empty_record(
                 step,
                 filled,
@@ -248,8 +270,7 @@ def _train_step(
                 optimizer,
                 loss=terms.loss.item(),
             )
-        optimizer.zero_grad(set_to_none=True)
-        terms.loss.backward()
+        t0 = time.perf_counter()
         grad_norm = torch.nn.utils.clip_grad_norm_(
             policy.model.parameters(), config.optim.grad_clip
         )
@@ -261,7 +282,7 @@ def _train_step(
         reward=float(rewards.total.mean()),
         reward_acc=float(rewards.acc.mean()),
         reward_tpf=float(rewards.tpf.mean()),
-        accuracy=100.0 * float(correct.float().mean()),
+        accuracy=100.0 * float(correct_cpu.float().mean()),
         tpf=aggregate_tpf([gen for _, gen in trajectories]),
         filtered_fraction=filled.filtered_fraction,
         refill_rounds=filled.refill_rounds,
@@ -277,6 +298,128 @@ def _train_step(
         backward_time=backward_time,
         lr=lr,
     )
+
+
+class _Replay:
+    """The kept trajectories laid out for the likelihood: each as its sequence and its views,
+    scored in micro-batches of ``optim.micro_batch_size``, each row's response tokens aligned
+    to ``[B, T]`` (``T`` the longest response)."""
+
+    def __init__(
+        self,
+        trajectories: Sequence[tuple[list[int], Generation]],
+        config: TrainConfig,
+        policy: DiffusionLM,
+        block_size: int,
+    ) -> None:
+        self.block_size = block_size
+        self.mask_id = policy.mask_id
+        self.pad_id = (
+            policy.tokenizer.pad_token_id
+            if policy.tokenizer.pad_token_id is not None
+            else policy.eos_ids[0]
+        )
+        self.max_tokens = config.likelihood.max_tokens_per_forward
+        self.micro_batch_size = config.optim.micro_batch_size
+        self.sequences, self.views, self.starts, self.lengths = [], [], [], []
+        for prompt_ids, gen in trajectories:
+            p = len(prompt_ids)
+            self.sequences.append(list(prompt_ids) + list(gen.tokens))
+            if config.likelihood.mode == "trajectory":
+                self.views.append(trajectory_views(p, gen.step_map, block_size))
+            else:
+                self.views.append(block_views(p, len(gen.tokens), block_size))
+            self.starts.append(p)
+            self.lengths.append(len(gen.tokens))
+        self.width = max(self.lengths, default=0)
+        self.token_mask = torch.arange(self.width)[None, :] < torch.tensor(self.lengths)[:, None]
+
+    def micro_batches(self, rows: Sequence[int]) -> list[list[int]]:
+        """``rows`` in micro-batches of similar packed length, so that little is padding."""
+        by_size = sorted(rows, key=lambda i: (len(self.views[i]), len(self.sequences[i])))
+        size = self.micro_batch_size
+        return [by_size[i : i + size] for i in range(0, len(by_size), size)]
+
+    def logprobs(self, lm: DiffusionLM, rows: Sequence[int], *, checkpoint: bool) -> torch.Tensor:
+        """``[len(rows), T]`` log-probabilities of the rows' response tokens under ``lm``."""
+        slots = sequence_logprobs(
+            lm.model,
+            [self.sequences[i] for i in rows],
+            [self.views[i] for i in rows],
+            block_size=self.block_size,
+            mask_id=self.mask_id,
+            pad_id=self.pad_id,
+            max_tokens_per_forward=self.max_tokens,
+            checkpoint=checkpoint,
+        )
+        out = slots.new_zeros((len(rows), self.width))
+        for r, i in enumerate(rows):
+            out[r, : self.lengths[i]] = slots[r, self.starts[i] : self.starts[i] + self.lengths[i]]
+        return out
+
+    def all_logprobs(self, lm: DiffusionLM, *, checkpoint: bool) -> torch.Tensor:
+        """``[B, T]`` over every trajectory, computed micro-batch by micro-batch."""
+        out = torch.zeros((len(self.sequences), self.width), device=lm.device)
+        for micro in self.micro_batches(range(len(self.sequences))):
+            out[torch.tensor(micro, device=lm.device)] = self.logprobs(
+                lm, micro, checkpoint=checkpoint
+            ).to(out.dtype)
+        return out
+
+
+def _load_reference(
+    config: TrainConfig, device: torch.device, dtype: torch.dtype
+) -> DiffusionLM | None:
+    """The frozen KL reference (the initial policy), only when the KL term is on: in the compute
+    dtype, on the policy's device or parked on the CPU (``loss.reference_device``)."""
+    if config.loss.kl_beta <= 0:
+        return None
+    home = torch.device("cpu") if config.loss.reference_device == "cpu" else device
+    reference = load_model(config.model, device=home, dtype=dtype)
+    reference.model.eval().requires_grad_(False)
+    reference.name = f"{reference.name}-reference"
+    return reference
+
+
+def _frozen_logprobs(reference: DiffusionLM, replay: _Replay, config: TrainConfig) -> torch.Tensor:
+    """The reference's log-probabilities, moving it to the policy's device for its pass when it is
+    parked on the CPU."""
+    device = resolve_device(config.device)
+    parked = reference.device != device
+    if parked:
+        reference.model.to(device)
+    try:
+        return replay.all_logprobs(reference, checkpoint=False)
+    finally:
+        if parked:
+            reference.model.to("cpu")
+
+
+def _loss_options(config: TrainConfig) -> dict[str, object]:
+    loss = config.loss
+    return {
+        "eps": loss.eps,
+        "eps_high": loss.eps_high,
+        "kl_beta": loss.kl_beta,
+        "kl_estimator": loss.kl_estimator,
+        "nll_weight": loss.nll_weight,
+        "policy_reduction": loss.policy_reduction,
+        "kl_reduction": loss.kl_reduction,
+        "nll_reduction": loss.nll_reduction,
+    }
+
+
+def _terms(terms: LossTerms) -> list[torch.Tensor]:
+    return [getattr(terms, f.name) for f in dataclasses.fields(terms)]
+
+
+def _detached(terms: LossTerms) -> LossTerms:
+    return LossTerms(*(t.detach() for t in _terms(terms)))
+
+
+def _summed(parts: Sequence[LossTerms]) -> LossTerms:
+    """The whole batch's terms: micro-batch terms share its normalisers, so they add up."""
+    return LossTerms(*(sum(column) for column in zip(*map(_terms, parts), strict=True)))
 
 
 def _records_before(path: Path, step: int) -> list[TrainStepRecord]:
@@ -296,68 +439,6 @@ def _seed(*parts: int) -> int:
     for part in parts:
         value = (value * 1_000_003 + part + 1) % (2**31 - 1)
     return value
-
-
-def _likelihood_batch(
-    policy: DiffusionLM, trajectories: Sequence[tuple[list[int], Generation]], mode: str
-) -> tuple[DenoisingBatch, list[int], list[int]]:
-    b = policy.block_size
-    sequences, views, starts, lengths = [], [], [], []
-    for prompt_ids, gen in trajectories:
-        p = len(prompt_ids)
-        sequences.append(list(prompt_ids) + list(gen.tokens))
-        if mode == "trajectory":
-            views.append(trajectory_views(p, gen.step_map, b))
-        else:
-            views.append(block_views(p, len(gen.tokens), b))
-        starts.append(p)
-        lengths.append(len(gen.tokens))
-    pad = (
-        policy.tokenizer.pad_token_id
-        if policy.tokenizer.pad_token_id is not None
-        else policy.eos_id
-    )
-    batch = build_batch(
-        sequences, views, block_size=b, mask_id=policy.mask_id, pad_id=pad, dtype=policy.model.dtype
-    )
-    return batch, starts, lengths
-
-
-def _select(batch: DenoisingBatch, idx: list[int]) -> DenoisingBatch:
-    """Rows ``idx`` of a DenoisingBatch."""
-    index = torch.tensor(idx)
-    return DenoisingBatch(
-        *(
-            t.index_select(0, index)
-            for t in (
-                batch.input_ids,
-                batch.position_ids,
-                batch.attention_mask,
-                batch.targets,
-                batch.target_pos,
-            )
-        )
-    )
-
-
-def _logprobs(
-    lm: DiffusionLM, batch, starts: Sequence[int], lengths: Sequence[int]
-) -> torch.Tensor:
-    slot_logp = target_logprobs(lm.model, batch, lm.mask_id)
-    return per_token(batch, slot_logp, starts, lengths)
-
-
-def _token_mask(lengths: Sequence[int]) -> torch.Tensor:
-    width = max(lengths, default=0)
-    return torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]
-
-
-def _frozen_copy(lm: DiffusionLM) -> DiffusionLM:
-    model = copy.deepcopy(lm.model).eval()
-    model.requires_grad_(False)
-    return DiffusionLM(
-        model, lm.tokenizer, lm.mask_id, lm.eos_id, lm.block_size, name=f"{lm.name}-reference"
-    )
 
 
 def _save(out: Path, policy: DiffusionLM, optimizer: torch.optim.Optimizer, step: int) -> None:

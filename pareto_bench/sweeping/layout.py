@@ -76,6 +76,7 @@ def trial_params(spec: TrialSpec) -> dict[str, Any]:
     """The resolved trainer config under its dotted field names (so searched fields such as
     ``reward.tpf_weight`` are columns), plus the evaluation settings under ``eval.``."""
     params: dict[str, Any] = {"kind": spec.kind, "name": spec.name, "model": spec.model}
+    params.update(device=spec.device, dtype=spec.dtype)  # a trained trial's config repeats them
     if spec.config is not None:
         params.update(flatten(spec.config))
     params.update(

@@ -70,7 +70,8 @@ def render_plan(spec: SweepSpec, planned: list[PlannedTrial], *, adaptive: bool)
         + (f", limit {spec.eval.limit}" if spec.eval.limit else "")
         + ")\n",
         f"objectives (maximised): {', '.join(spec.objective_keys)}\n",
-        f"sampler {spec.sampler.name}, seed {spec.seed}, executor {spec.executor.name}",
+        f"sampler {spec.sampler.name}, seed {spec.seed}, executor {spec.executor.name}, "
+        f"device {spec.device}, dtype {spec.dtype}",
     )
     space = Table(title="search space", title_justify="left", box=None)
     space.add_column("trainer field")

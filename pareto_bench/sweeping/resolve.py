@@ -26,7 +26,8 @@ def resolve_trial_config(
     spec: SweepSpec, spec_path: Path | None, kind: str, name: str, params: dict[str, Any]
 ) -> dict[str, Any] | None:
     """The trial's full ``TrainConfig`` as JSON: sweep defaults < recipe < ``spec.train`` <
-    sampled params < the spec's model, task, seed and data dir. ``None`` for the base model."""
+    sampled params < the spec's model, task, seed, data dir, device and dtype. ``None`` for the
+    base model."""
     from pareto_bench.rl.config import TrainConfig
 
     if kind == BASELINE and name == BASE_MODEL_BASELINE:
@@ -42,6 +43,8 @@ def resolve_trial_config(
         task=spec.task,
         seed=spec.seed,
         data_dir=str(spec.data_dir) if spec.data_dir else None,
+        device=spec.device,
+        dtype=spec.dtype,
         out_dir=None,
     )
     source = f"{spec_path or 'spec'} (recipe {recipe}, {name})"

@@ -392,6 +392,8 @@ class Sweep:
             max_new_tokens=spec.eval.max_new_tokens,
             eval_seed=spec.eval.seed,
             data_dir=str(spec.data_dir) if spec.data_dir else None,
+            device=spec.device,
+            dtype=spec.dtype,
             timeout_s=spec.executor.timeout_s,
             threads=spec.executor.threads,
         )
@@ -565,6 +567,8 @@ def sweep_params(spec: SweepSpec) -> dict[str, Any]:
         "task": spec.task,
         "trials": spec.trials,
         "seed": spec.seed,
+        "device": spec.device,
+        "dtype": spec.dtype,
         "sampler": spec.sampler.name,
         "objectives": ",".join(spec.objective_keys),
         "eval.tasks": ",".join(spec.eval.tasks),

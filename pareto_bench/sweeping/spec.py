@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from pareto_bench.config import ConfigError, StrictModel, build, parse_override, read_yaml
+from pareto_bench.placement import DEVICE_HELP, DEVICE_PATTERN, DTYPE_HELP, DtypeName
 
 # Objective keys are ``{task}/{metric}``; ``mean`` averages a metric over the eval tasks.
 OBJECTIVE_METRICS = ("accuracy", "tpf", "aup", "hypervolume")
@@ -222,6 +223,18 @@ class SweepSpec(StrictModel):
     data_dir: Path | None = Field(
         None, description="Data directory for training and eval tasks; None uses PARETO_BENCH_DATA."
     )
+    device: str = Field(
+        "auto",
+        pattern=DEVICE_PATTERN,
+        description=f"Where every trial trains and evaluates: {DEVICE_HELP}",
+    )
+    dtype: DtypeName = Field(
+        "auto",
+        description=(
+            f"Compute dtype of every trial's training and evaluation: {DTYPE_HELP} "
+            "Trained weights and optimizer state stay float32."
+        ),
+    )
     train: dict[str, Any] = Field(
         default_factory=dict,
         description="TrainConfig fields shared by every trial and baseline (nested or dotted keys).",
@@ -256,6 +269,14 @@ class SweepSpec(StrictModel):
     def _slug(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
             raise ValueError("use letters, digits, '.', '_' and '-' only, e.g. 'tiny-lr'")
+        return value
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_name(cls, value: Any) -> Any:
+        # The pattern alone would answer with the regex; this says the valid names.
+        if isinstance(value, str) and not re.match(DEVICE_PATTERN, value):
+            raise ValueError(f"expected {DEVICE_HELP}")
         return value
 
     @property
@@ -344,7 +365,7 @@ def check_spec(spec: SweepSpec, source: str) -> None:
         _check_trainer_path(key, fields, f"{source}: search_space key {key!r}")
     for key in flatten(spec.train):
         _check_trainer_path(key, fields, f"{source}: train key {key!r}")
-    reserved = {"model", "task", "seed", "data_dir", "out_dir", "name"}
+    reserved = {"model", "task", "seed", "data_dir", "device", "dtype", "out_dir", "name"}
     for key in (*spec.search_space, *flatten(spec.train)):
         if key in reserved:
             raise ConfigError(

@@ -111,6 +111,11 @@ def spec_identity(spec: SweepSpec) -> dict[str, Any]:
     data = spec.model_dump(mode="json", exclude=_MUTABLE_FIELDS)
     data["objectives"] = spec.objective_keys
     data["eval"].pop("batch_size", None)  # batched decoding equals unbatched
+    # Where trials run and in which precision are left out, as batch_size is: on the CPU 'auto',
+    # 'cpu' and 'float32' compute the same, and studies made before these fields existed must stay
+    # resumable. (bfloat16 does round differently: switching it mid-study mixes precisions.)
+    data.pop("device", None)
+    data.pop("dtype", None)
     data["sampler"] = spec.sampler.name
     return data
 

@@ -56,6 +56,8 @@ class TrialSpec:
     max_new_tokens: int | None = None
     eval_seed: int = 0
     data_dir: str | None = None
+    device: str = "auto"  # placement names, for the evaluation's model (training reads config)
+    dtype: str = "auto"
     timeout_s: float | None = None
     threads: int | None = None
 
@@ -119,7 +121,7 @@ def train_and_evaluate(spec: TrialSpec, on_step: StepCallback) -> list[EvalRecor
         config = TrainConfig.model_validate(spec.config)
         result = train(config, out_dir=spec.trial_dir, on_step=on_step, progress=False)
         model_ref = result.checkpoint_dir
-    model = load_model(model_ref)
+    model = load_model(model_ref, device=spec.device, dtype=spec.dtype)
     model.model.eval()
     records: list[EvalRecord] = []
     with torch.no_grad():
