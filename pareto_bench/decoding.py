@@ -86,7 +86,9 @@ def generate(
         return []
     commit_per_forward = max(1, block_size // (steps_per_block or block_size))
     layout = _SlotLayout(prompts, block_size, max_new_tokens, mask_id, model.device)
-    sampler = _CandidateSampler(mask_id, temperature, top_k, top_p, seed, len(prompts), model.device)
+    sampler = _CandidateSampler(
+        mask_id, temperature, top_k, top_p, seed, len(prompts), model.device
+    )
     eos_ids = torch.tensor(sorted({eos_id} if isinstance(eos_id, int) else set(eos_id)))
     device = model.device
     dtype = (
@@ -291,8 +293,12 @@ class _CandidateSampler:
         else:
             scaled = picked / self.temperature
             probs = torch.softmax(scaled, dim=-1)
-            filtered = _top_k_top_p(scaled, self.top_k, self.top_p)
-            sample_probs = torch.softmax(filtered, dim=-1)
+            filtering = self.top_k > 0 or self.top_p < 1.0
+            sample_probs = (
+                torch.softmax(_top_k_top_p(scaled, self.top_k, self.top_p), dim=-1)
+                if filtering
+                else probs
+            )
             row_of = todo.nonzero()[:, 0]
             cand = torch.empty(len(row_of), dtype=torch.long, device=probs.device)
             for row in row_of.unique().tolist():

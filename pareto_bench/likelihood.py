@@ -34,6 +34,7 @@ from pareto_bench.models.attention import block_causal_allowed
 
 DEFAULT_MAX_TOKENS_PER_FORWARD = 2048
 LOGIT_ROWS_BUDGET = 2**23  # logits per chunk (rows x vocabulary): 32 MB in fp32
+PAD = 0  # the id in slots no query reads (padding, and a view's slots past a sequence's end)
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of the clean slots
 
@@ -77,7 +78,7 @@ def block_views(prompt_len: int, num_tokens: int, block_size: int) -> list[View]
 
 
 @dataclass
-class _Slots:
+class Slots:
     """One forward's query slots for a set of rows: ids, positions and what the attention rule
     and the scorer need. ``view`` is -1 on clean slots; ``target`` is the scored sequence
     position (-1 where nothing is scored)."""
@@ -88,54 +89,63 @@ class _Slots:
     view: torch.Tensor
     target: torch.Tensor
 
-    def to(self, device: torch.device) -> _Slots:
-        return _Slots(*(t.to(device) for t in (self.ids, self.pos, self.valid, self.view, self.target)))
+    def to(self, device: torch.device) -> Slots:
+        return Slots(
+            *(t.to(device) for t in (self.ids, self.pos, self.valid, self.view, self.target))
+        )
 
 
 def view_slots(
-    sequence: Sequence[int], views: Sequence[View], block_size: int, mask_id: int, pad_id: int
-) -> _Slots:
+    sequence: Sequence[int], views: Sequence[View], block_size: int, mask_id: int
+) -> Slots:
     """The ``len(views) * b`` slots of one sequence's views, as 1-D tensors."""
     b = block_size
     n = len(sequence)
-    count = len(views) * b
-    ids = torch.full((count,), pad_id, dtype=torch.long)
-    pos = torch.zeros(count, dtype=torch.long)
-    valid = torch.zeros(count, dtype=torch.bool)
-    view = torch.full((count,), -1, dtype=torch.long)
-    target = torch.full((count,), -1, dtype=torch.long)
+    ids, pos, valid, view, target = [], [], [], [], []
     for v, spec in enumerate(views):
-        start = v * b
-        view[start : start + b] = v
-        for j in range(b):
-            p = spec.block * b + j
-            pos[start + j] = p
+        for p in range(spec.block * b, spec.block * b + b):
             # Masked slots past the sequence's end are the undecided tail of its last block.
-            if p in spec.masked:
-                ids[start + j] = mask_id
-            elif p < n:
-                ids[start + j] = sequence[p]
-            else:
-                continue
-            valid[start + j] = True
-            if p in spec.targets:
-                target[start + j] = p
-    return _Slots(ids, pos, valid, view, target)
+            masked = p in spec.masked
+            ids.append(mask_id if masked else sequence[p] if p < n else PAD)
+            pos.append(p)
+            valid.append(masked or p < n)
+            view.append(v)
+            target.append(p if p in spec.targets else -1)
+    return Slots(
+        torch.tensor(ids, dtype=torch.long),
+        torch.tensor(pos, dtype=torch.long),
+        torch.tensor(valid, dtype=torch.bool),
+        torch.tensor(view, dtype=torch.long),
+        torch.tensor(target, dtype=torch.long),
+    )
+
+
+@dataclass
+class Packed:
+    """One sequence laid out for the likelihood: its clean tokens and its views' slots."""
+
+    tokens: Sequence[int]
+    views: Slots
+
+
+def pack(
+    sequence: Sequence[int], views: Sequence[View], *, block_size: int, mask_id: int
+) -> Packed:
+    return Packed(list(sequence), view_slots(sequence, views, block_size, mask_id))
 
 
 def sequence_logprobs(
     model: PreTrainedModel,
-    sequences: Sequence[Sequence[int]],
-    views: Sequence[Sequence[View]],
+    rows: Sequence[Packed],
     *,
     block_size: int,
     mask_id: int,
-    pad_id: int,
     max_tokens_per_forward: int = DEFAULT_MAX_TOKENS_PER_FORWARD,
     checkpoint: bool = False,
 ) -> torch.Tensor:
-    """``[B, S]`` log-probabilities (fp32, or fp64 for an fp64 model) of each sequence's tokens at the positions its views
-    target (0 elsewhere), on the model's device. ``S`` is the longest sequence.
+    """``[B, S]`` log-probabilities (fp32, or fp64 for an fp64 model) of each packed sequence's
+    tokens at the positions its views target (0 elsewhere), on the model's device. ``S`` is the
+    longest sequence.
 
     The mask token is excluded from the distribution, as it is never a sampling candidate.
     With ``checkpoint``, each forward is recomputed in the backward pass instead of keeping
@@ -143,27 +153,28 @@ def sequence_logprobs(
     """
     device = next(model.parameters()).device
     b = block_size
-    batch = len(sequences)
+    sequences = [r.tokens for r in rows]
+    batch = len(rows)
     width = max(len(s) for s in sequences)
-    chunk = max(b, max_tokens_per_forward // b * b)
+    chunk = _chunk_slots(b, max_tokens_per_forward)
     record_grad = checkpoint and torch.is_grad_enabled()
 
-    clean = _clean_slots(sequences, width, pad_id).to(device)
+    clean = _clean_slots(sequences, width).to(device)
     kv: KV = []
     for start in range(0, width, chunk):
-        part = _Slots(*(t[:, start : start + chunk] for t in _fields(clean)))
+        part = Slots(*(t[:, start : start + chunk] for t in _fields(clean)))
         mask = _mask(part, clean, start, b)
         kv = _run(_extend_cache, model, kv, part, mask, record_grad)
 
-    per_row = [view_slots(s, v, b, mask_id, pad_id) for s, v in zip(sequences, views, strict=True)]
+    per_row = [r.views for r in rows]
     rows_out, cols_out, values_out = [], [], []
     longest = max((len(r.ids) for r in per_row), default=0)
     for start in range(0, longest, chunk):
-        rows = [i for i, r in enumerate(per_row) if len(r.ids) > start]
-        part = _stack([_window(per_row[i], start, chunk) for i in rows], pad_id).to(device)
-        index = torch.tensor(rows, device=device)
-        row_kv = kv if len(rows) == batch else [(k[index], v[index]) for k, v in kv]
-        row_clean = _Slots(*(t[index] for t in _fields(clean)))
+        active = [i for i, r in enumerate(per_row) if len(r.ids) > start]
+        part = _stack([_window(per_row[i], start, chunk) for i in active]).to(device)
+        index = torch.tensor(active, device=device)
+        row_kv = kv if len(active) == batch else [(k[index], v[index]) for k, v in kv]
+        row_clean = Slots(*(t[index] for t in _fields(clean)))
         mask = _mask(part, row_clean, None, b)
         scored = part.target >= 0
         if not scored.any():
@@ -180,6 +191,18 @@ def sequence_logprobs(
     if not values_out:
         return out
     return out.index_put((torch.cat(rows_out), torch.cat(cols_out)), torch.cat(values_out))
+
+
+def forwards_per_row(row: Packed, *, block_size: int, max_tokens_per_forward: int) -> int:
+    """Forwards that ``sequence_logprobs`` spends on ``row`` alone: its clean pass and its views,
+    each split into forwards of at most ``max_tokens_per_forward`` slots (whole blocks)."""
+    chunk = _chunk_slots(block_size, max_tokens_per_forward)
+    return -(-len(row.tokens) // chunk) + -(-len(row.views.ids) // chunk)
+
+
+def _chunk_slots(block_size: int, max_tokens_per_forward: int) -> int:
+    """Slots per forward: whole blocks, so a clean block never straddles two forwards."""
+    return max(block_size, max_tokens_per_forward // block_size * block_size)
 
 
 def target_logprobs(
@@ -206,35 +229,35 @@ def target_logprobs(
     return torch.cat(parts) if parts else hidden.new_zeros((0,), dtype=torch.float32)
 
 
-def _fields(slots: _Slots) -> tuple[torch.Tensor, ...]:
+def _fields(slots: Slots) -> tuple[torch.Tensor, ...]:
     return slots.ids, slots.pos, slots.valid, slots.view, slots.target
 
 
-def _clean_slots(sequences: Sequence[Sequence[int]], width: int, pad_id: int) -> _Slots:
+def _clean_slots(sequences: Sequence[Sequence[int]], width: int) -> Slots:
     batch = len(sequences)
-    ids = torch.full((batch, width), pad_id, dtype=torch.long)
+    ids = torch.full((batch, width), PAD, dtype=torch.long)
     valid = torch.zeros((batch, width), dtype=torch.bool)
     for i, seq in enumerate(sequences):
         ids[i, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
         valid[i, : len(seq)] = True
     pos = torch.arange(width).expand(batch, width)
     minus = torch.full((batch, width), -1, dtype=torch.long)
-    return _Slots(ids, pos, valid, minus, minus)
+    return Slots(ids, pos, valid, minus, minus)
 
 
-def _window(slots: _Slots, start: int, size: int) -> _Slots:
-    return _Slots(*(t[start : start + size] for t in _fields(slots)))
+def _window(slots: Slots, start: int, size: int) -> Slots:
+    return Slots(*(t[start : start + size] for t in _fields(slots)))
 
 
-def _stack(rows: list[_Slots], pad_id: int) -> _Slots:
+def _stack(rows: list[Slots]) -> Slots:
     """Rows of different lengths, right-padded with invalid slots."""
     width = max(len(r.ids) for r in rows)
 
     def pad(t: torch.Tensor, value: int | bool) -> torch.Tensor:
         return torch.nn.functional.pad(t, (0, width - len(t)), value=value)
 
-    return _Slots(
-        torch.stack([pad(r.ids, pad_id) for r in rows]),
+    return Slots(
+        torch.stack([pad(r.ids, PAD) for r in rows]),
         torch.stack([pad(r.pos, 0) for r in rows]),
         torch.stack([pad(r.valid, False) for r in rows]),
         torch.stack([pad(r.view, -2) for r in rows]),  # -2: padding, no view of its own
@@ -242,7 +265,7 @@ def _stack(rows: list[_Slots], pad_id: int) -> _Slots:
     )
 
 
-def _mask(part: _Slots, clean: _Slots, clean_start: int | None, b: int) -> torch.Tensor:
+def _mask(part: Slots, clean: Slots, clean_start: int | None, b: int) -> torch.Tensor:
     """``[R, 1, Q, K]`` bool mask of one forward's queries against the cached clean slots before
     them and their own slots. ``clean_start`` is set for a clean forward (its cache holds the clean
     slots before it), None for a view forward (its cache holds every clean slot)."""
@@ -260,7 +283,7 @@ def _run(
     step: Callable[..., object],
     model: PreTrainedModel,
     kv: KV,
-    part: _Slots,
+    part: Slots,
     mask: torch.Tensor,
     record_grad: bool,
 ):
@@ -301,8 +324,6 @@ def _scoring_forward(scored: torch.Tensor, target_ids: torch.Tensor, mask_id: in
 
     def view_forward(model, ids, pos, mask, *flat_kv) -> torch.Tensor:
         hidden, _ = _forward(model, ids, pos, mask, flat_kv)
-        return target_logprobs(
-            hidden[scored], target_ids, model.get_output_embeddings(), mask_id
-        )
+        return target_logprobs(hidden[scored], target_ids, model.get_output_embeddings(), mask_id)
 
     return view_forward

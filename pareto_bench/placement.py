@@ -72,9 +72,9 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """Mixed precision for fp32 master weights computing in ``dtype``; a no-op for fp32."""
+    """Mixed precision for fp32 master weights computing in ``dtype``; a no-op for fp32 and fp64."""
     import torch
 
-    if dtype == torch.float32:
+    if dtype not in (torch.bfloat16, torch.float16):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)

@@ -18,7 +18,7 @@ import torch
 from pydantic import Field
 
 from pareto_bench.config import StrictModel
-from pareto_bench.likelihood import View, sequence_logprobs
+from pareto_bench.likelihood import View, pack, sequence_logprobs
 from pareto_bench.models.base import DiffusionLM, load_checkpoint
 from pareto_bench.models.tiny import build_tiny
 from pareto_bench.tasks.synthetic import training_stream
@@ -99,16 +99,9 @@ def pretrain_tiny(
             training_example(lm, *next(stream), rng, config.min_mask_rate)
             for _ in range(config.batch_size)
         ]
-        views = [e[1] for e in examples]
-        logp = sequence_logprobs(
-            model,
-            [e[0] for e in examples],
-            views,
-            block_size=lm.block_size,
-            mask_id=lm.mask_id,
-            pad_id=lm.tokenizer.pad_token_id,
-        )
-        loss = -logp.sum() / sum(len(v.targets) for row in views for v in row)
+        packed = [pack(s, v, block_size=lm.block_size, mask_id=lm.mask_id) for s, v in examples]
+        logp = sequence_logprobs(model, packed, block_size=lm.block_size, mask_id=lm.mask_id)
+        loss = -logp.sum() / sum(len(v.targets) for _, views in examples for v in views)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
         optimizer.zero_grad(set_to_none=True)

@@ -101,6 +101,7 @@ class TrainStepRecord:
     likelihood_time: float
     backward_time: float
     lr: float
+    likelihood_forwards: float = 0.0  # mean forwards per kept trajectory in the likelihood
     schema_version: int = SCHEMA_VERSION
 
 

@@ -13,12 +13,18 @@ from pareto_bench.models.attention import block_causal_mask
 
 
 def dense_logprobs(
-    model, sequences: Sequence[Sequence[int]], views: Sequence[Sequence[View]], *, block_size, mask_id, pad_id
+    model,
+    sequences: Sequence[Sequence[int]],
+    views: Sequence[Sequence[View]],
+    *,
+    block_size,
+    mask_id,
+    pad_id,
 ) -> torch.Tensor:
     """``[B, S]`` like ``likelihood.sequence_logprobs``."""
     batch = len(sequences)
     clean_len = max(len(s) for s in sequences)
-    slots = [view_slots(s, v, block_size, mask_id, pad_id) for s, v in zip(sequences, views, strict=True)]
+    slots = [view_slots(s, v, block_size, mask_id) for s, v in zip(sequences, views, strict=True)]
     width = clean_len + max(len(s.ids) for s in slots)
     ids = torch.full((batch, width), pad_id, dtype=torch.long)
     pos = torch.zeros((batch, width), dtype=torch.long)
@@ -30,9 +36,15 @@ def dense_logprobs(
         pos[i, :clean_len] = torch.arange(clean_len)
         valid[i, : len(seq)] = True
         end = clean_len + len(s.ids)
-        ids[i, clean_len:end], pos[i, clean_len:end], valid[i, clean_len:end] = s.ids, s.pos, s.valid
+        ids[i, clean_len:end], pos[i, clean_len:end], valid[i, clean_len:end] = (
+            s.ids,
+            s.pos,
+            s.valid,
+        )
         view[i, clean_len:end], target[i, clean_len:end] = s.view, s.target
-    mask = block_causal_mask(pos, pos, valid, block_size, model.dtype, query_view=view, key_view=view)
+    mask = block_causal_mask(
+        pos, pos, valid, block_size, model.dtype, query_view=view, key_view=view
+    )
     logits = model(input_ids=ids, position_ids=pos, attention_mask=mask).logits.double()
     logits[..., mask_id] = float("-inf")
     logp = torch.log_softmax(logits, dim=-1)

@@ -8,7 +8,7 @@ from dense_likelihood import dense_logprobs
 
 from pareto_bench import likelihood
 from pareto_bench.decoding import generate
-from pareto_bench.likelihood import block_views, sequence_logprobs, trajectory_views
+from pareto_bench.likelihood import block_views, pack, sequence_logprobs, trajectory_views
 from pareto_bench.models.attention import block_causal_mask
 
 
@@ -71,8 +71,17 @@ def _sampled_trajectories(lm, b=4):
 
 def _views(prompts, gens, b, surrogate):
     return [
-        block_views(len(p), len(g.tokens), b) if surrogate else trajectory_views(len(p), g.step_map, b)
+        block_views(len(p), len(g.tokens), b)
+        if surrogate
+        else trajectory_views(len(p), g.step_map, b)
         for p, g in zip(prompts, gens, strict=True)
+    ]
+
+
+def _packed(prompts, gens, b, mask_id, surrogate):
+    return [
+        pack(p + g.tokens, v, block_size=b, mask_id=mask_id)
+        for p, g, v in zip(prompts, gens, _views(prompts, gens, b, surrogate), strict=True)
     ]
 
 
@@ -86,11 +95,9 @@ def test_packed_likelihood_equals_direct_per_step_computation(random_tiny, surro
     with torch.no_grad():
         ours = sequence_logprobs(
             lm.model,
-            [p + g.tokens for p, g in zip(prompts, gens, strict=True)],
-            _views(prompts, gens, b, surrogate),
+            _packed(prompts, gens, b, lm.mask_id, surrogate),
             block_size=b,
             mask_id=lm.mask_id,
-            pad_id=0,
             max_tokens_per_forward=max_tokens,
         )
     for i, (p, g) in enumerate(zip(prompts, gens, strict=True)):
@@ -122,7 +129,12 @@ def test_packed_likelihood_and_its_gradient_equal_the_dense_reference(random_tin
     for recompute in (False, True):
         got, grads = loss_and_grads(
             lambda recompute=recompute: sequence_logprobs(
-                lm.model, sequences, views, max_tokens_per_forward=8, checkpoint=recompute, **kwargs
+                lm.model,
+                _packed(prompts, gens, b, lm.mask_id, surrogate),
+                block_size=b,
+                mask_id=lm.mask_id,
+                max_tokens_per_forward=8,
+                checkpoint=recompute,
             ).double()
         )
         assert torch.allclose(got, expected, atol=1e-9)
@@ -159,13 +171,25 @@ def test_forwards_per_row_are_the_clean_pass_plus_the_views_split_by_the_budget(
     )
     with torch.no_grad():
         sequence_logprobs(
-            lm.model, sequences, views, block_size=b, mask_id=lm.mask_id, pad_id=0,
+            lm.model,
+            _packed(prompts, gens, b, lm.mask_id, surrogate=False),
+            block_size=b,
+            mask_id=lm.mask_id,
             max_tokens_per_forward=8,
         )
     longest_clean = max(len(s) for s in sequences)
     most_views = max(len(v) for v in views)
     assert len(calls) == -(-longest_clean // 8) + -(-most_views * b // 8)
     assert all(shape[1] <= 8 for shape in calls)
+    for row in _packed(prompts, gens, b, lm.mask_id, surrogate=False):
+        calls.clear()
+        with torch.no_grad():
+            sequence_logprobs(
+                lm.model, [row], block_size=b, mask_id=lm.mask_id, max_tokens_per_forward=8
+            )
+        assert len(calls) == likelihood.forwards_per_row(
+            row, block_size=b, max_tokens_per_forward=8
+        )
 
 
 def test_every_response_token_is_scored_exactly_once():

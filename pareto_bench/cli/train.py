@@ -11,6 +11,7 @@ import typer
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     app.command("train")(train_command)
     bench.command("train")(bench_train)
+    bench.command("scale")(bench_scale)
     bench.command("rl")(bench_rl)
 
 
@@ -74,6 +75,32 @@ def bench_train(
     from pareto_bench.bench.train import bench_train as run
 
     print(json.dumps(run(recipe, steps, tuple(set_)), indent=None if as_json else 2))
+
+
+def bench_scale(
+    lengths: Annotated[
+        str, typer.Option(help="Trajectory lengths in tokens, comma-separated.")
+    ] = "256,1024,4096",
+    blocks: Annotated[str, typer.Option(help="Block sizes, comma-separated.")] = "4,32",
+    likelihoods: Annotated[
+        str, typer.Option(help="Likelihood modes, comma-separated.")
+    ] = "trajectory,block_surrogate",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (the default output).")
+    ] = True,
+) -> None:
+    """One RL step of 4 trajectories on a random SDAR-layout checkpoint with the real 151,936-row
+    vocabulary, per length, block size and likelihood: peak RSS, time, forwards per trajectory."""
+    import json
+
+    from pareto_bench.bench.scale import bench_scale as run
+
+    result = run(
+        lengths=tuple(int(n) for n in lengths.split(",")),
+        block_sizes=tuple(int(b) for b in blocks.split(",")),
+        likelihoods=tuple(m.strip() for m in likelihoods.split(",")),
+    )
+    print(json.dumps(result, indent=None if as_json else 2))
 
 
 def bench_rl(

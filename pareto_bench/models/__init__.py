@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from pareto_bench.models.base import ARCHITECTURES, CheckpointError, DiffusionLM, load_checkpoint
-from pareto_bench.placement import resolve_device, resolve_dtype
 from pareto_bench.models.tiny import SHIPPED_TINY, build_tiny
+from pareto_bench.placement import resolve_device, resolve_dtype
 
 __all__ = [
     "ARCHITECTURES",

@@ -164,7 +164,9 @@ def load_checkpoint(
     )
 
 
-def _eos_ids(tokenizer: PreTrainedTokenizerBase, raw: dict[str, Any], path: Path) -> tuple[int, ...]:
+def _eos_ids(
+    tokenizer: PreTrainedTokenizerBase, raw: dict[str, Any], path: Path
+) -> tuple[int, ...]:
     """The tokenizer's EOS first, then those of config.json and generation_config.json."""
     found: list[Any] = [tokenizer.eos_token_id, raw.get("eos_token_id")]
     generation = path / "generation_config.json"
@@ -172,7 +174,9 @@ def _eos_ids(tokenizer: PreTrainedTokenizerBase, raw: dict[str, Any], path: Path
         try:
             found.append(json.loads(generation.read_text()).get("eos_token_id"))
         except (json.JSONDecodeError, AttributeError) as e:
-            raise CheckpointError(f"checkpoint {generation}: not a valid JSON object ({e})") from None
+            raise CheckpointError(
+                f"checkpoint {generation}: not a valid JSON object ({e})"
+            ) from None
     ids: list[int] = []
     for entry in found:
         ids.extend(int(i) for i in (entry if isinstance(entry, list) else [entry]) if i is not None)

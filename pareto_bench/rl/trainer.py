@@ -36,14 +36,20 @@ import torch
 from pareto_bench.config import dump_yaml
 from pareto_bench.decoding import Generation, aggregate_tpf
 from pareto_bench.evaluate import evaluate
-from pareto_bench.likelihood import block_views, sequence_logprobs, trajectory_views
+from pareto_bench.likelihood import (
+    block_views,
+    forwards_per_row,
+    pack,
+    sequence_logprobs,
+    trajectory_views,
+)
 from pareto_bench.models import DiffusionLM, load_model
+from pareto_bench.placement import autocast, resolve_device, resolve_dtype
 from pareto_bench.progress import progress_bar
 from pareto_bench.records import TrainStepRecord, append_jsonl, read_jsonl
 from pareto_bench.rl.advantages import compute_advantages
 from pareto_bench.rl.config import TrainConfig
 from pareto_bench.rl.filtering import drop_reason, fill_batch
-from pareto_bench.placement import autocast, resolve_device, resolve_dtype
 from pareto_bench.rl.losses import LossTerms, Normalizers, lightningrl_loss
 from pareto_bench.rl.rewards import combine_rewards
 from pareto_bench.rl.rollout import Group, rollout
@@ -215,7 +221,7 @@ def _train_step(
     # 3. Block-diffusion likelihoods of every kept trajectory under the reference and, when the
     #    policy moves within the step, under the rollout policy; micro-batch by micro-batch.
     trajectories = [(g.prompt_ids, gen) for g in groups for gen in g.generations]
-    replay = _Replay(trajectories, config, policy, block_size)
+    replay = Replay(trajectories, config, policy, block_size)
     mask = replay.token_mask.to(device)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -235,31 +241,14 @@ def _train_step(
     order = torch.randperm(
         len(trajectories), generator=torch.Generator().manual_seed(_seed(config.seed, step, 0, 2))
     )
+    inputs = LossInputs(advantages, mask, correct, logp_old, logp_ref)
     for chunk in order.chunk(config.optim.updates_per_step):
-        normalizers = Normalizers.of(mask[chunk], correct[chunk])
         optimizer.zero_grad(set_to_none=True)
-        parts: list[LossTerms] = []
-        for micro in replay.micro_batches(chunk.tolist()):
-            t0 = time.perf_counter()
-            with autocast(device, compute_dtype):
-                logp = replay.logprobs(policy, micro, checkpoint=config.gradient_checkpointing)
-            likelihood_time += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            rows = torch.tensor(micro, device=device)
-            terms = lightningrl_loss(
-                logp,
-                logp.detach() if logp_old is None else logp_old[rows],
-                None if logp_ref is None else logp_ref[rows],
-                advantages[rows],
-                mask[rows],
-                correct[rows],
-                **_loss_options(config),
-                normalizers=normalizers,
-            )
-            terms.loss.backward()
-            parts.append(_detached(terms))
-            backward_time += time.perf_counter() - t0
-        terms = _summed(parts)
+        terms, seconds = accumulate_gradients(
+            policy, replay, chunk.tolist(), inputs, config, compute_dtype
+        )
+        likelihood_time += seconds["likelihood"]
+        backward_time += seconds["backward"]
         if not torch.isfinite(terms.loss):
             optimizer.zero_grad(set_to_none=True)
             return _empty_record(
@@ -297,10 +286,61 @@ def _train_step(
         likelihood_time=likelihood_time,
         backward_time=backward_time,
         lr=lr,
+        likelihood_forwards=replay.mean_forwards(),
     )
 
 
-class _Replay:
+@dataclass
+class LossInputs:
+    """Per trajectory of the batch, on the policy's device: what the loss needs besides ``logp``."""
+
+    advantages: torch.Tensor  # [B]
+    mask: torch.Tensor  # [B, T] real response tokens
+    correct: torch.Tensor  # [B] the verifier's verdict
+    logp_old: torch.Tensor | None  # [B, T] rollout policy; None when it is the current one
+    logp_ref: torch.Tensor | None  # [B, T] KL reference; None when kl_beta is 0
+
+
+def accumulate_gradients(
+    policy: DiffusionLM,
+    replay: Replay,
+    rows: Sequence[int],
+    inputs: LossInputs,
+    config: TrainConfig,
+    compute_dtype: torch.dtype,
+) -> tuple[LossTerms, dict[str, float]]:
+    """Backpropagate the loss of trajectories ``rows`` micro-batch by micro-batch. Every
+    micro-batch is reduced with the normalisers of all ``rows``, so the accumulated gradient and
+    the returned terms are those of one pass over ``rows``. Also returns the seconds spent."""
+    device = policy.device
+    index = torch.tensor(rows, device=device)
+    normalizers = Normalizers.of(inputs.mask[index], inputs.correct[index])
+    seconds = {"likelihood": 0.0, "backward": 0.0}
+    parts: list[LossTerms] = []
+    for micro in replay.micro_batches(rows):
+        t0 = time.perf_counter()
+        with autocast(device, compute_dtype):
+            logp = replay.logprobs(policy, micro, checkpoint=config.gradient_checkpointing)
+        seconds["likelihood"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        at = torch.tensor(micro, device=device)
+        terms = lightningrl_loss(
+            logp,
+            logp.detach() if inputs.logp_old is None else inputs.logp_old[at],
+            None if inputs.logp_ref is None else inputs.logp_ref[at],
+            inputs.advantages[at],
+            inputs.mask[at],
+            inputs.correct[at],
+            **_loss_options(config),
+            normalizers=normalizers,
+        )
+        terms.loss.backward()
+        parts.append(_detached(terms))
+        seconds["backward"] += time.perf_counter() - t0
+    return _summed(parts), seconds
+
+
+class Replay:
     """The kept trajectories laid out for the likelihood: each as its sequence and its views,
     scored in micro-batches of ``optim.micro_batch_size``, each row's response tokens aligned
     to ``[B, T]`` (``T`` the longest response)."""
@@ -314,21 +354,17 @@ class _Replay:
     ) -> None:
         self.block_size = block_size
         self.mask_id = policy.mask_id
-        self.pad_id = (
-            policy.tokenizer.pad_token_id
-            if policy.tokenizer.pad_token_id is not None
-            else policy.eos_ids[0]
-        )
         self.max_tokens = config.likelihood.max_tokens_per_forward
         self.micro_batch_size = config.optim.micro_batch_size
-        self.sequences, self.views, self.starts, self.lengths = [], [], [], []
+        self.packed, self.starts, self.lengths = [], [], []
         for prompt_ids, gen in trajectories:
             p = len(prompt_ids)
-            self.sequences.append(list(prompt_ids) + list(gen.tokens))
             if config.likelihood.mode == "trajectory":
-                self.views.append(trajectory_views(p, gen.step_map, block_size))
+                views = trajectory_views(p, gen.step_map, block_size)
             else:
-                self.views.append(block_views(p, len(gen.tokens), block_size))
+                views = block_views(p, len(gen.tokens), block_size)
+            sequence = list(prompt_ids) + list(gen.tokens)
+            self.packed.append(pack(sequence, views, block_size=block_size, mask_id=self.mask_id))
             self.starts.append(p)
             self.lengths.append(len(gen.tokens))
         self.width = max(self.lengths, default=0)
@@ -336,7 +372,7 @@ class _Replay:
 
     def micro_batches(self, rows: Sequence[int]) -> list[list[int]]:
         """``rows`` in micro-batches of similar packed length, so that little is padding."""
-        by_size = sorted(rows, key=lambda i: (len(self.views[i]), len(self.sequences[i])))
+        by_size = sorted(rows, key=lambda i: (len(self.packed[i].views.ids), self.lengths[i]))
         size = self.micro_batch_size
         return [by_size[i : i + size] for i in range(0, len(by_size), size)]
 
@@ -344,11 +380,9 @@ class _Replay:
         """``[len(rows), T]`` log-probabilities of the rows' response tokens under ``lm``."""
         slots = sequence_logprobs(
             lm.model,
-            [self.sequences[i] for i in rows],
-            [self.views[i] for i in rows],
+            [self.packed[i] for i in rows],
             block_size=self.block_size,
             mask_id=self.mask_id,
-            pad_id=self.pad_id,
             max_tokens_per_forward=self.max_tokens,
             checkpoint=checkpoint,
         )
@@ -357,10 +391,20 @@ class _Replay:
             out[r, : self.lengths[i]] = slots[r, self.starts[i] : self.starts[i] + self.lengths[i]]
         return out
 
+    def mean_forwards(self) -> float:
+        """Forwards per trajectory of one likelihood pass, each trajectory on its own."""
+        counts = [
+            forwards_per_row(
+                row, block_size=self.block_size, max_tokens_per_forward=self.max_tokens
+            )
+            for row in self.packed
+        ]
+        return sum(counts) / max(1, len(counts))
+
     def all_logprobs(self, lm: DiffusionLM, *, checkpoint: bool) -> torch.Tensor:
         """``[B, T]`` over every trajectory, computed micro-batch by micro-batch."""
-        out = torch.zeros((len(self.sequences), self.width), device=lm.device)
-        for micro in self.micro_batches(range(len(self.sequences))):
+        out = torch.zeros((len(self.packed), self.width), device=lm.device)
+        for micro in self.micro_batches(range(len(self.packed))):
             out[torch.tensor(micro, device=lm.device)] = self.logprobs(
                 lm, micro, checkpoint=checkpoint
             ).to(out.dtype)
@@ -381,7 +425,7 @@ def _load_reference(
     return reference
 
 
-def _frozen_logprobs(reference: DiffusionLM, replay: _Replay, config: TrainConfig) -> torch.Tensor:
+def _frozen_logprobs(reference: DiffusionLM, replay: Replay, config: TrainConfig) -> torch.Tensor:
     """The reference's log-probabilities, moving it to the policy's device for its pass when it is
     parked on the CPU."""
     device = resolve_device(config.device)

@@ -1,0 +1,144 @@
+"""Real-model scale on one device: micro-batches, precision, real vocabulary and EOS lists."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pareto_bench.bench.sdar_shaped import QWEN_ENDOFTEXT, SDAR_VOCAB, write_sdar_shaped_checkpoint
+from pareto_bench.decoding import generate
+from pareto_bench.models import load_model
+from pareto_bench.records import TrainStepRecord, read_jsonl
+from pareto_bench.rl.config import load_recipe
+from pareto_bench.rl.trainer import LossInputs, Replay, accumulate_gradients, train
+
+SMALL = [
+    "rollout.prompts_per_step=2",
+    "rollout.group_size=4",
+    "eval_every=0",
+    "save_every=0",
+    "filter.max_refill_rounds=1",
+]
+
+
+def config_with(*overrides: str):
+    return load_recipe("trainers/lightningrl.yaml", [*SMALL, *overrides])
+
+
+@pytest.fixture(scope="module")
+def sdar_checkpoint(tmp_path_factory):
+    return write_sdar_shaped_checkpoint(tmp_path_factory.mktemp("sdar") / "checkpoint")
+
+
+@pytest.mark.parametrize("reduction", ["seq", "tok"])
+def test_micro_batched_update_equals_the_whole_batch_update(random_tiny, reduction):
+    """float64: gradients accumulated over micro-batches of 3 (with the whole batch's
+    normalisers) equal one pass over all 8 trajectories, for every loss term and reduction."""
+    lm = random_tiny
+    prompts = [[3, 4, 5], [5, 6, 7, 8, 9, 10]]
+    gens = generate(
+        lm.model,
+        [p for p in prompts for _ in range(4)],
+        mask_id=lm.mask_id,
+        eos_id=lm.eos_id,
+        block_size=4,
+        threshold=0.0,
+        max_new_tokens=9,
+        strategy="static",
+        steps_per_block=2,
+        temperature=1.0,
+        seed=3,
+    )
+    trajectories = [
+        (p, g) for p, g in zip([p for p in prompts for _ in range(4)], gens, strict=True)
+    ]
+    overrides = [f"loss.{term}_reduction={reduction}" for term in ("policy", "kl", "nll")]
+    generator = torch.Generator().manual_seed(0)
+    width = max(len(g.tokens) for g in gens)
+    mask = torch.arange(width)[None] < torch.tensor([len(g.tokens) for g in gens])[:, None]
+    inputs = LossInputs(
+        advantages=torch.randn(8, generator=generator, dtype=torch.float64),
+        mask=mask,
+        correct=torch.tensor([True, False, True, True, False, False, True, False]),
+        logp_old=-torch.rand(8, width, generator=generator, dtype=torch.float64),
+        logp_ref=-torch.rand(8, width, generator=generator, dtype=torch.float64),
+    )
+
+    def gradients(micro_batch_size: int):
+        config = config_with(f"optim.micro_batch_size={micro_batch_size}", *overrides)
+        replay = Replay(trajectories, config, lm, block_size=4)
+        lm.model.zero_grad(set_to_none=True)
+        terms, _ = accumulate_gradients(lm, replay, list(range(8)), inputs, config, torch.float64)
+        return terms, [p.grad.clone() for p in lm.model.parameters()]
+
+    whole, whole_grads = gradients(8)
+    micro, micro_grads = gradients(3)
+    for a, b in zip(
+        (whole.loss, whole.policy_loss, whole.kl, whole.nll, whole.clip_fraction),
+        (micro.loss, micro.policy_loss, micro.kl, micro.nll, micro.clip_fraction),
+        strict=True,
+    ):
+        assert torch.allclose(a.double(), b.double(), rtol=0, atol=1e-12)
+    for a, b in zip(whole_grads, micro_grads, strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_bf16_training_on_cpu_has_finite_losses_and_keeps_fp32_master_weights(tmp_path):
+    result = train(
+        config_with("dtype=bfloat16", "device=cpu", "steps=2", "optim.micro_batch_size=3"),
+        out_dir=tmp_path,
+        progress=False,
+    )
+    assert len(result.steps) == 2
+    assert all(torch.isfinite(torch.tensor([r.loss, r.grad_norm])).all() for r in result.steps)
+    saved = load_model(result.checkpoint_dir, dtype="float32")
+    assert json.loads((result.checkpoint_dir / "config.json").read_text())["dtype"] == "float32"
+    assert all(p.dtype == torch.float32 for p in saved.model.parameters())
+
+
+def test_a_real_vocabulary_sdar_checkpoint_trains_one_step(sdar_checkpoint, tmp_path):
+    """151,936 rows, a 40-token tokenizer, block 32: the random policy samples ids beyond the
+    tokenizer, which decode to nothing and score as wrong; the step trains and saves."""
+    result = train(
+        config_with(
+            f"model={sdar_checkpoint}",
+            "steps=1",
+            "rollout.group_size=2",
+            "rollout.prompts_per_step=1",
+            "rollout.max_new_tokens=64",
+            "rollout.strategy=static",
+            "rollout.steps_per_block=8",
+            "filter.enabled=false",
+            "optim.micro_batch_size=1",
+            "likelihood.max_tokens_per_forward=256",
+            "gradient_checkpointing=true",
+            "loss.reference_device=cpu",
+        ),
+        out_dir=tmp_path,
+        progress=False,
+    )
+    (record,) = read_jsonl(tmp_path / "train.jsonl", TrainStepRecord)
+    assert record.tpf == pytest.approx(4.0)  # static: 32 / 8 tokens per forward
+    assert torch.isfinite(torch.tensor(record.loss))
+    assert load_model(result.checkpoint_dir).model.config.vocab_size == SDAR_VOCAB
+
+
+def test_checkpoint_eos_ids_come_from_tokenizer_config_and_generation_config(sdar_checkpoint):
+    lm = load_model(sdar_checkpoint)
+    assert lm.eos_ids == (lm.tokenizer.eos_token_id, QWEN_ENDOFTEXT)
+    assert lm.block_size == 32
+    assert len(lm.tokenizer) < lm.model.config.vocab_size
+    assert lm.decode([QWEN_ENDOFTEXT, SDAR_VOCAB - 1]) == ""  # rows beyond the tokenizer
+
+
+def test_generation_stops_at_any_of_several_eos_ids(random_tiny):
+    lm = random_tiny
+    kwargs = dict(mask_id=lm.mask_id, block_size=4, threshold=0.5, max_new_tokens=24)
+    (plain,) = generate(lm.model, [[3, 4, 5]], eos_id=lm.eos_id, **kwargs)
+    stop = next(t for t in plain.tokens if t != lm.eos_id)
+    (stopped,) = generate(lm.model, [[3, 4, 5]], eos_id=[lm.eos_id, stop], **kwargs)
+    cut = plain.tokens.index(stop) + 1
+    assert stopped.tokens == plain.tokens[:cut]
+    assert not stopped.hit_budget
