@@ -25,17 +25,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from torch.nn.attention.flex_attention import BlockMask
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
 from transformers import DynamicCache, PreTrainedModel
 
-from pareto_bench.models.attention import block_causal_allowed
+from pareto_bench.models.attention import block_causal_allowed, block_mask_mod
 
-DEFAULT_MAX_TOKENS_PER_FORWARD = 2048
 LOGIT_ROWS_BUDGET = 2**23  # logits per chunk (rows x vocabulary): 32 MB in fp32
 PAD = 0  # the id in slots no query reads (padding, and a view's slots past a sequence's end)
 
+Attention = Literal["sdpa", "flex"]
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of the clean slots
 
 
@@ -140,8 +142,9 @@ def sequence_logprobs(
     *,
     block_size: int,
     mask_id: int,
-    max_tokens_per_forward: int = DEFAULT_MAX_TOKENS_PER_FORWARD,
+    max_tokens_per_forward: int | None = None,
     checkpoint: bool = False,
+    attention: Attention = "sdpa",
 ) -> torch.Tensor:
     """``[B, S]`` log-probabilities (fp32, or fp64 for an fp64 model) of each packed sequence's
     tokens at the positions its views target (0 elsewhere), on the model's device. ``S`` is the
@@ -149,33 +152,36 @@ def sequence_logprobs(
 
     The mask token is excluded from the distribution, as it is never a sampling candidate.
     With ``checkpoint``, each forward is recomputed in the backward pass instead of keeping
-    its activations. Forwards per row: ``ceil(S / max_tokens) + ceil(views * b / max_tokens)``.
+    its activations. ``max_tokens_per_forward`` None runs the clean pass and the views in one
+    forward each. ``attention``: ``sdpa`` with a boolean mask per forward (queries x cached
+    and own keys), or ``flex``: FlexAttention with a ``BlockMask`` from ``block_mask_mod``, which
+    skips masked-out blocks and builds no dense mask (the GPU path). Forwards per row: ``ceil(S / max_tokens) + ceil(views * b / max_tokens)``.
     """
     device = next(model.parameters()).device
     b = block_size
     sequences = [r.tokens for r in rows]
     batch = len(rows)
     width = max(len(s) for s in sequences)
-    chunk = _chunk_slots(b, max_tokens_per_forward)
+    longest = max(max(len(r.tokens), len(r.views.ids)) for r in rows)
+    chunk = _chunk_slots(b, max_tokens_per_forward or longest)
     record_grad = checkpoint and torch.is_grad_enabled()
 
     clean = _clean_slots(sequences, width).to(device)
     kv: KV = []
     for start in range(0, width, chunk):
         part = Slots(*(t[:, start : start + chunk] for t in _fields(clean)))
-        mask = _mask(part, clean, start, b)
+        mask = _mask(part, clean, start, b, attention)
         kv = _run(_extend_cache, model, kv, part, mask, record_grad)
 
     per_row = [r.views for r in rows]
     rows_out, cols_out, values_out = [], [], []
-    longest = max((len(r.ids) for r in per_row), default=0)
-    for start in range(0, longest, chunk):
+    for start in range(0, max(len(r.ids) for r in per_row), chunk):
         active = [i for i, r in enumerate(per_row) if len(r.ids) > start]
         part = _stack([_window(per_row[i], start, chunk) for i in active]).to(device)
         index = torch.tensor(active, device=device)
         row_kv = kv if len(active) == batch else [(k[index], v[index]) for k, v in kv]
         row_clean = Slots(*(t[index] for t in _fields(clean)))
-        mask = _mask(part, row_clean, None, b)
+        mask = _mask(part, row_clean, None, b, attention)
         scored = part.target >= 0
         if not scored.any():
             continue
@@ -265,14 +271,26 @@ def _stack(rows: list[Slots]) -> Slots:
     )
 
 
-def _mask(part: Slots, clean: Slots, clean_start: int | None, b: int) -> torch.Tensor:
-    """``[R, 1, Q, K]`` bool mask of one forward's queries against the cached clean slots before
-    them and their own slots. ``clean_start`` is set for a clean forward (its cache holds the clean
-    slots before it), None for a view forward (its cache holds every clean slot)."""
+def _mask(
+    part: Slots, clean: Slots, clean_start: int | None, b: int, attention: Attention
+) -> torch.Tensor | BlockMask:
+    """The mask of one forward's queries against the cached clean slots before them and their
+    own slots: ``[R, 1, Q, K]`` bool, or a ``BlockMask`` for flex. ``clean_start`` is set for a
+    clean forward (its cache holds the clean slots before it), None for a view forward (its
+    cache holds every clean slot)."""
     cached = clean.valid.shape[1] if clean_start is None else clean_start
     key_pos = torch.cat([clean.pos[:, :cached], part.pos], dim=1)
     key_valid = torch.cat([clean.valid[:, :cached], part.valid], dim=1)
     key_view = torch.cat([clean.view[:, :cached], part.view], dim=1)
+    if attention == "flex":
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        rule = block_mask_mod(part.pos, key_pos, key_valid, b, part.view, key_view)
+        rows, queries = part.pos.shape
+        # A padding query that may read nothing gets zeros from flex (no NaN), so no fix is needed.
+        return create_block_mask(
+            rule, rows, None, queries, key_pos.shape[1], device=part.pos.device
+        )
     allowed = block_causal_allowed(part.pos, key_pos, key_valid, b, part.view, key_view)
     # A padding query that may read nothing would give NaN under SDPA: let it read slot 0.
     allowed[:, :, 0] |= ~allowed.any(dim=-1)
@@ -307,9 +325,20 @@ def _forward(
     cache = DynamicCache()
     for layer in range(len(flat_kv) // 2):
         cache.update(flat_kv[2 * layer], flat_kv[2 * layer + 1], layer)
-    hidden = model.base_model(
-        input_ids=ids, position_ids=pos, attention_mask=mask, cache=cache, use_cache=True
-    ).last_hidden_state
+    # Set here, inside what a checkpoint recomputes, so that the backward's replay matches.
+    implementation = "flex_attention" if isinstance(mask, BlockMask) else "sdpa"
+    saved = model.config._attn_implementation
+    model.config._attn_implementation = implementation
+    try:
+        hidden = model.base_model(
+            input_ids=ids,
+            position_ids=pos,
+            attention_mask={"full_attention": mask},
+            cache=cache,
+            use_cache=True,
+        ).last_hidden_state
+    finally:
+        model.config._attn_implementation = saved
     return hidden, cache
 
 

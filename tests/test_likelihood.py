@@ -204,3 +204,55 @@ def test_every_response_token_is_scored_exactly_once():
         (1, [7], [7]),
         (2, [8, 9, 10, 11], [8, 9]),  # 10-11 lie after EOS: masked context, never targets
     ]
+
+
+def test_flex_mask_mod_is_the_same_rule_as_the_dense_mask():
+    """The FlexAttention mask_mod, materialised, equals the boolean mask on random layouts with
+    clean slots, views of several blocks, padding and invalid keys."""
+    from torch.nn.attention.flex_attention import create_mask
+
+    from pareto_bench.models.attention import block_causal_allowed, block_mask_mod
+
+    generator = torch.Generator().manual_seed(0)
+    rows, queries, keys, b = 3, 12, 20, 4
+    query_pos = torch.randint(0, 16, (rows, queries), generator=generator)
+    key_pos = torch.randint(0, 16, (rows, keys), generator=generator)
+    key_valid = torch.rand(rows, keys, generator=generator) > 0.2
+    query_view = torch.randint(-2, 3, (rows, queries), generator=generator)
+    key_view = torch.randint(-2, 3, (rows, keys), generator=generator)
+    dense = block_causal_allowed(query_pos, key_pos, key_valid, b, query_view, key_view)
+    rule = block_mask_mod(query_pos, key_pos, key_valid, b, query_view, key_view)
+    flex = create_mask(rule, rows, 1, queries, keys, device="cpu")[:, 0]
+    assert dense.any() and not dense.all()
+    assert torch.equal(flex, dense)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("surrogate", [False, True], ids=["trajectory", "block_surrogate"])
+def test_flex_likelihood_equals_sdpa_on_gpu(random_tiny, surrogate):
+    """On a GPU, FlexAttention with a BlockMask gives the SDPA path's values and gradients."""
+    lm, b = random_tiny, 4
+    prompts, gens = _sampled_trajectories(lm, b)
+    model = lm.model.to("cuda", torch.float32)
+    try:
+        rows = _packed(prompts, gens, b, lm.mask_id, surrogate)
+        results = []
+        for attention in ("sdpa", "flex"):
+            model.zero_grad(set_to_none=True)
+            logp = sequence_logprobs(
+                model,
+                rows,
+                block_size=b,
+                mask_id=lm.mask_id,
+                max_tokens_per_forward=8,
+                attention=attention,
+            )
+            logp.sum().backward()
+            results.append((logp.detach(), [p.grad.clone() for p in model.parameters()]))
+        (a, grads_a), (f, grads_f) = results
+        assert torch.allclose(a, f, atol=1e-4)
+        for x, y in zip(grads_a, grads_f, strict=True):
+            assert torch.allclose(x, y, atol=1e-3)
+    finally:
+        model.to("cpu", torch.float64)

@@ -142,3 +142,22 @@ def test_generation_stops_at_any_of_several_eos_ids(random_tiny):
     cut = plain.tokens.index(stop) + 1
     assert stopped.tokens == plain.tokens[:cut]
     assert not stopped.hit_budget
+
+
+def test_the_gpu_check_runs_end_to_end_at_small_shapes_on_cpu(sdar_checkpoint, tmp_path):
+    """scripts/gpu-check.sh is first run on a lent GPU with minutes to spare: its code paths
+    run here on the CPU, at small shapes, so that it does not fail there on a typo."""
+    from pareto_bench.bench.gpu_check import check_decode, check_rl_step
+
+    lm = load_model(sdar_checkpoint, device="cpu", dtype="bfloat16")
+    decode = check_decode(lm, batch_size=2, new_tokens=32)
+    assert {(r["block_size"], round(r["tokens_per_forward"])) for r in decode["sampler"]} == {
+        (4, 1),
+        (4, 4),
+        (32, 1),
+        (32, 4),
+        (32, 8),
+    }
+    assert decode["hf_generate_tokens_per_s"] > 0
+    step = check_rl_step(sdar_checkpoint, tmp_path, device="cpu", tokens=32, groups=1, group_size=2)
+    assert step["tpf"] == pytest.approx(8.0) and step["peak_gpu_memory_gb"] is None

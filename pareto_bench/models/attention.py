@@ -1,4 +1,5 @@
-"""The block-causal attention rule, as a boolean or a 4-D additive mask.
+"""The block-causal attention rule, as a boolean or a 4-D additive mask, or a FlexAttention
+``mask_mod``: one rule (``block_rule``), three forms.
 
 A query attends to every valid key whose block index (``position // block_size``) is at most
 its own. Positions are per-sequence, so left padding and other layouts need no special cases:
@@ -12,6 +13,28 @@ the memory) to SDPA, which reads it correctly.
 from __future__ import annotations
 
 import torch
+
+
+def block_rule(
+    q_pos: torch.Tensor,
+    k_pos: torch.Tensor,
+    k_valid: torch.Tensor,
+    block_size: int,
+    q_view: torch.Tensor | None = None,
+    k_view: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """May a query read a key, elementwise over broadcastable tensors (see
+    ``block_causal_allowed`` for the arguments' meaning)."""
+    q_block = q_pos // block_size
+    k_block = k_pos // block_size
+    allowed = (k_block <= q_block) & k_valid
+    if q_view is None or k_view is None:
+        return allowed
+    clean_key = k_view < 0
+    same_view = (q_view == k_view) & (q_view >= 0)
+    # A noisy query sees clean keys of earlier blocks (its own block comes from its view).
+    noisy_query_ok = (clean_key & (k_block < q_block)) | same_view
+    return allowed & torch.where(q_view >= 0, noisy_query_ok, clean_key)
 
 
 def block_causal_allowed(
@@ -29,18 +52,39 @@ def block_causal_allowed(
     blocks used in training: a noisy view sees clean keys of strictly earlier blocks and keys of
     its own view only; clean queries never see noisy views.
     """
-    q_block = (query_pos // block_size)[:, :, None]
-    k_block = (key_pos // block_size)[:, None, :]
-    allowed = (k_block <= q_block) & key_valid[:, None, :]
-    if query_view is not None and key_view is not None:
-        qv = query_view[:, :, None]
-        kv = key_view[:, None, :]
-        clean_key = kv < 0
-        same_view = (qv == kv) & (qv >= 0)
-        # A noisy query sees clean keys of earlier blocks (its own block comes from its view).
-        noisy_query_ok = (clean_key & (k_block < q_block)) | same_view
-        allowed = allowed & torch.where(qv >= 0, noisy_query_ok, clean_key)
-    return allowed
+    views = query_view is not None and key_view is not None
+    return block_rule(
+        query_pos[:, :, None],
+        key_pos[:, None, :],
+        key_valid[:, None, :],
+        block_size,
+        query_view[:, :, None] if views else None,
+        key_view[:, None, :] if views else None,
+    )
+
+
+def block_mask_mod(
+    query_pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    key_valid: torch.Tensor,
+    block_size: int,
+    query_view: torch.Tensor,
+    key_view: torch.Tensor,
+):
+    """The same rule as a FlexAttention ``mask_mod(b, h, q, kv)`` over ``[B, Q]``/``[B, K]``
+    per-slot tensors, for ``create_block_mask``: no ``Q x K`` tensor is ever built."""
+
+    def mask_mod(b, h, q, kv):
+        return block_rule(
+            query_pos[b, q],
+            key_pos[b, kv],
+            key_valid[b, kv],
+            block_size,
+            query_view[b, q],
+            key_view[b, kv],
+        )
+
+    return mask_mod
 
 
 def block_causal_mask(

@@ -162,8 +162,15 @@ class LikelihoodConfig(StrictModel):
             "'block_surrogate': mask the whole current block once for every target (cheaper)."
         ),
     )
+    attention: Literal["auto", "sdpa", "flex"] = Field(
+        "auto",
+        description=(
+            "Attention of the likelihood's forwards: 'flex' (FlexAttention with a BlockMask, no dense "
+            "mask; GPU only), 'sdpa' (a boolean mask per forward) or 'auto' (flex on GPU, sdpa on CPU)."
+        ),
+    )
     max_tokens_per_forward: int = Field(
-        8192,
+        2048,
         ge=1,
         description=(
             "Tokens per row in one forward of the packed likelihood: a trajectory's denoising views are "

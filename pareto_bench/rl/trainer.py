@@ -355,6 +355,9 @@ class Replay:
         self.block_size = block_size
         self.mask_id = policy.mask_id
         self.max_tokens = config.likelihood.max_tokens_per_forward
+        self.attention = config.likelihood.attention
+        if self.attention == "auto":
+            self.attention = "flex" if policy.device.type == "cuda" else "sdpa"
         self.micro_batch_size = config.optim.micro_batch_size
         self.packed, self.starts, self.lengths = [], [], []
         for prompt_ids, gen in trajectories:
@@ -385,6 +388,7 @@ class Replay:
             mask_id=self.mask_id,
             max_tokens_per_forward=self.max_tokens,
             checkpoint=checkpoint,
+            attention=self.attention,
         )
         out = slots.new_zeros((len(rows), self.width))
         for r, i in enumerate(rows):
