@@ -6,25 +6,17 @@ import json
 
 import pytest
 import torch
+from test_trainer import small_config
 
 from pareto_bench.bench.sdar_shaped import QWEN_ENDOFTEXT, SDAR_VOCAB, write_sdar_shaped_checkpoint
 from pareto_bench.decoding import generate
 from pareto_bench.models import load_model
 from pareto_bench.records import TrainStepRecord, read_jsonl
-from pareto_bench.rl.config import load_recipe
 from pareto_bench.rl.trainer import LossInputs, Replay, accumulate_gradients, train
-
-SMALL = [
-    "rollout.prompts_per_step=2",
-    "rollout.group_size=4",
-    "eval_every=0",
-    "save_every=0",
-    "filter.max_refill_rounds=1",
-]
 
 
 def config_with(*overrides: str):
-    return load_recipe("trainers/lightningrl.yaml", [*SMALL, *overrides])
+    return small_config(*overrides, steps=1)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +79,7 @@ def test_micro_batched_update_equals_the_whole_batch_update(random_tiny, reducti
 
 def test_bf16_training_on_cpu_has_finite_losses_and_keeps_fp32_master_weights(tmp_path):
     result = train(
-        config_with("dtype=bfloat16", "device=cpu", "steps=2", "optim.micro_batch_size=3"),
+        small_config("dtype=bfloat16", "device=cpu", "optim.micro_batch_size=3", steps=2),
         out_dir=tmp_path,
         progress=False,
     )
@@ -104,7 +96,6 @@ def test_a_real_vocabulary_sdar_checkpoint_trains_one_step(sdar_checkpoint, tmp_
     result = train(
         config_with(
             f"model={sdar_checkpoint}",
-            "steps=1",
             "rollout.group_size=2",
             "rollout.prompts_per_step=1",
             "rollout.max_new_tokens=64",
@@ -161,3 +152,38 @@ def test_the_gpu_check_runs_end_to_end_at_small_shapes_on_cpu(sdar_checkpoint, t
     assert decode["hf_generate_tokens_per_s"] > 0
     step = check_rl_step(sdar_checkpoint, tmp_path, device="cpu", tokens=32, groups=1, group_size=2)
     assert step["tpf"] == pytest.approx(8.0) and step["peak_gpu_memory_gb"] is None
+
+
+def test_rollout_in_chunks_of_batch_size_equals_one_call(random_tiny):
+    """float64: a round decoded 3 sequences per sampler call equals the round in one call, since
+    sequence i samples with seed + i whatever the chunking."""
+    from pareto_bench.rl.config import RolloutConfig
+    from pareto_bench.rl.rollout import rollout
+    from pareto_bench.tasks.synthetic import SyntheticTask
+
+    task = SyntheticTask()
+    problems = task.load()[:2]
+
+    def tokens(batch_size: int):
+        config = RolloutConfig(group_size=4, threshold=0.5, batch_size=batch_size)
+        groups = rollout(
+            random_tiny, task, problems, config, seed=7, max_new_tokens=16, block_size=4
+        )
+        return [(g.tokens, g.step_map) for group in groups for g in group.generations]
+
+    assert tokens(3) == tokens(256)
+
+
+@pytest.mark.parametrize("kl_beta, loads", [(0.0, 1), (0.01, 2)])
+def test_the_reference_is_loaded_only_when_the_kl_term_is_on(tmp_path, monkeypatch, kl_beta, loads):
+    from pareto_bench.rl import trainer as trainer_module
+
+    calls = []
+    real = trainer_module.load_model
+    monkeypatch.setattr(
+        trainer_module, "load_model", lambda *a, **k: calls.append(k) or real(*a, **k)
+    )
+    train(config_with(f"loss.kl_beta={kl_beta}"), out_dir=tmp_path, progress=False)
+    assert len(calls) == loads
+    if kl_beta:
+        assert calls[1]["dtype"] == torch.float32  # the policy's compute dtype on this CPU

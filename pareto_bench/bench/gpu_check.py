@@ -116,34 +116,27 @@ def check_rl_step(
     groups: int = RL_GROUPS,
     group_size: int = RL_GROUP_SIZE,
 ) -> dict[str, Any]:
-    from pareto_bench.rl.config import load_recipe
-    from pareto_bench.rl.trainer import train
+    from pareto_bench.bench.sdar_shaped import SDAR_BLOCK, one_rl_step
 
-    config = load_recipe(
-        None,
-        [
-            f"model={checkpoint}",
-            "task=synthetic",
-            "steps=1",
-            "eval_every=0",
-            "save_every=0",
-            f"device={device}",
-            "dtype=bfloat16",
-            "filter.enabled=false",
-            f"rollout.prompts_per_step={groups}",
-            f"rollout.group_size={group_size}",
-            f"rollout.max_new_tokens={tokens}",
-            "rollout.strategy=static",
-            "rollout.steps_per_block=4",  # 8 tokens per forward at block 32
-            "optim.micro_batch_size=4",
-            "gradient_checkpointing=true",
-            "optim.lr=1e-6",
-        ],
-    )
     on_gpu = torch.device(device).type == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
-    (record,) = train(config, out_dir=out, progress=False).steps
+    record = one_rl_step(
+        checkpoint,
+        out,
+        tokens=tokens,
+        tokens_per_forward=8,
+        block_size=SDAR_BLOCK,
+        groups=groups,
+        group_size=group_size,
+        overrides=(
+            f"device={device}",
+            "dtype=bfloat16",
+            "optim.micro_batch_size=4",
+            "gradient_checkpointing=true",
+            "optim.lr=1e-6",
+        ),
+    )
     return {
         "trajectories": groups * group_size,
         "tokens": tokens,

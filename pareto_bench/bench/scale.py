@@ -59,32 +59,24 @@ def bench_scale(
 
 def _one_step(checkpoint: str, tokens: int, block: int, mode: str, tmp: Path) -> dict[str, Any]:
     """One RL step in this (fresh) process; its peak RSS includes the interpreter and torch."""
-    from pareto_bench.rl.config import load_recipe
-    from pareto_bench.rl.trainer import train
+    from pareto_bench.bench.sdar_shaped import one_rl_step
 
-    config = load_recipe(
-        None,
-        [
-            f"model={checkpoint}",
-            "task=synthetic",
-            "steps=1",
-            "eval_every=0",
-            "save_every=0",
-            "filter.enabled=false",
-            f"rollout.prompts_per_step={STEP['prompts_per_step']}",
-            f"rollout.group_size={STEP['group_size']}",
-            f"rollout.max_new_tokens={tokens}",
-            "rollout.strategy=static",
-            f"rollout.steps_per_block={max(1, block // STEP['tokens_per_forward'])}",
+    record = one_rl_step(
+        checkpoint,
+        tmp / f"run-{tokens}-{block}-{mode}",
+        tokens=tokens,
+        tokens_per_forward=STEP["tokens_per_forward"],
+        block_size=block,
+        groups=STEP["prompts_per_step"],
+        group_size=STEP["group_size"],
+        overrides=(
             f"likelihood.mode={mode}",
             f"likelihood.max_tokens_per_forward={STEP['max_tokens_per_forward']}",
             f"optim.micro_batch_size={STEP['micro_batch_size']}",
             f"gradient_checkpointing={str(STEP['gradient_checkpointing']).lower()}",
             "device=cpu",
-        ],
+        ),
     )
-    out = tmp / f"run-{tokens}-{block}-{mode}"
-    (record,) = train(config, out_dir=out, progress=False).steps
     tpf = min(block, STEP["tokens_per_forward"])
     nfe = math.ceil(tokens / tpf)
     return {

@@ -84,3 +84,41 @@ def write_sdar_shaped_checkpoint(
     eos = [tokenizer.eos_token_id] + ([QWEN_ENDOFTEXT] if vocab_size > QWEN_ENDOFTEXT else [])
     (path / "generation_config.json").write_text(json.dumps({"eos_token_id": eos}))
     return path
+
+
+def one_rl_step(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    tokens: int,
+    tokens_per_forward: int,
+    block_size: int,
+    groups: int,
+    group_size: int,
+    overrides: tuple[str, ...] = (),
+):
+    """One RL step of ``groups x group_size`` trajectories of exactly ``tokens`` tokens on a random
+    checkpoint: the static strategy at ``tokens_per_forward`` (a random model is never confident
+    and never stops early), no filtering. Returns its ``TrainStepRecord``."""
+    from pareto_bench.rl.config import load_recipe
+    from pareto_bench.rl.trainer import train
+
+    config = load_recipe(
+        None,
+        [
+            f"model={checkpoint}",
+            "task=synthetic",
+            "steps=1",
+            "eval_every=0",
+            "save_every=0",
+            "filter.enabled=false",
+            f"rollout.prompts_per_step={groups}",
+            f"rollout.group_size={group_size}",
+            f"rollout.max_new_tokens={tokens}",
+            "rollout.strategy=static",
+            f"rollout.steps_per_block={max(1, block_size // tokens_per_forward)}",
+            *overrides,
+        ],
+    )
+    (record,) = train(config, out_dir=out, progress=False).steps
+    return record
