@@ -155,7 +155,8 @@ def sequence_logprobs(
     its activations. ``max_tokens_per_forward`` None runs the clean pass and the views in one
     forward each. ``attention``: ``sdpa`` with a boolean mask per forward (queries x cached
     and own keys), or ``flex``: FlexAttention with a ``BlockMask`` from ``block_mask_mod``, which
-    skips masked-out blocks and builds no dense mask (the GPU path). Forwards per row: ``ceil(S / max_tokens) + ceil(views * b / max_tokens)``.
+    skips masked-out blocks and builds no dense mask (the GPU path). Forwards per row:
+    ``forwards_per_row``.
     """
     device = next(model.parameters()).device
     b = block_size
@@ -167,9 +168,10 @@ def sequence_logprobs(
     record_grad = checkpoint and torch.is_grad_enabled()
 
     clean = _clean_slots(sequences, width).to(device)
+    context = max(_context(r, b) for r in rows)
     kv: KV = []
-    for start in range(0, width, chunk):
-        part = Slots(*(t[:, start : start + chunk] for t in _fields(clean)))
+    for start in range(0, context, chunk):
+        part = Slots(*(t[:, start : min(start + chunk, context)] for t in _fields(clean)))
         mask = _mask(part, clean, start, b, attention)
         kv = _run(_extend_cache, model, kv, part, mask, record_grad)
 
@@ -181,7 +183,7 @@ def sequence_logprobs(
         index = torch.tensor(active, device=device)
         row_kv = kv if len(active) == batch else [(k[index], v[index]) for k, v in kv]
         row_clean = Slots(*(t[index] for t in _fields(clean)))
-        mask = _mask(part, row_clean, None, b, attention)
+        mask = _mask(part, row_clean, context, b, attention)
         scored = part.target >= 0
         if not scored.any():
             continue
@@ -200,10 +202,18 @@ def sequence_logprobs(
 
 
 def forwards_per_row(row: Packed, *, block_size: int, max_tokens_per_forward: int) -> int:
-    """Forwards that ``sequence_logprobs`` spends on ``row`` alone: its clean pass and its views,
-    each split into forwards of at most ``max_tokens_per_forward`` slots (whole blocks)."""
+    """Forwards that ``sequence_logprobs`` spends on ``row`` alone: its clean pass (the blocks its
+    views read) and its views, each split into forwards of at most ``max_tokens_per_forward``
+    slots (whole blocks)."""
     chunk = _chunk_slots(block_size, max_tokens_per_forward)
-    return -(-len(row.tokens) // chunk) + -(-len(row.views.ids) // chunk)
+    return -(-_context(row, block_size) // chunk) + -(-len(row.views.ids) // chunk)
+
+
+def _context(row: Packed, b: int) -> int:
+    """Clean slots that some view reads: the blocks before its last view's block. The clean pass
+    stops there, since clean queries are never scored and later blocks are never read."""
+    last_block = int(row.views.pos.max()) // b if len(row.views.pos) else 0
+    return min(len(row.tokens), last_block * b)
 
 
 def _chunk_slots(block_size: int, max_tokens_per_forward: int) -> int:
@@ -272,13 +282,10 @@ def _stack(rows: list[Slots]) -> Slots:
 
 
 def _mask(
-    part: Slots, clean: Slots, clean_start: int | None, b: int, attention: Attention
+    part: Slots, clean: Slots, cached: int, b: int, attention: Attention
 ) -> torch.Tensor | BlockMask:
-    """The mask of one forward's queries against the cached clean slots before them and their
-    own slots: ``[R, 1, Q, K]`` bool, or a ``BlockMask`` for flex. ``clean_start`` is set for a
-    clean forward (its cache holds the clean slots before it), None for a view forward (its
-    cache holds every clean slot)."""
-    cached = clean.valid.shape[1] if clean_start is None else clean_start
+    """The mask of one forward's queries against the ``cached`` clean slots and their own slots:
+    ``[R, 1, Q, K]`` bool, or a ``BlockMask`` for flex."""
     key_pos = torch.cat([clean.pos[:, :cached], part.pos], dim=1)
     key_valid = torch.cat([clean.valid[:, :cached], part.valid], dim=1)
     key_view = torch.cat([clean.view[:, :cached], part.view], dim=1)

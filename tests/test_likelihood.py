@@ -157,7 +157,7 @@ def test_target_logprobs_in_chunks_equal_the_full_log_softmax(monkeypatch):
     assert torch.allclose(got.double(), expected, atol=1e-6)
 
 
-def test_forwards_per_row_are_the_clean_pass_plus_the_views_split_by_the_budget(
+def test_forwards_are_the_read_clean_blocks_plus_the_views_split_by_the_budget(
     random_tiny, monkeypatch
 ):
     lm, b = random_tiny, 4
@@ -177,9 +177,13 @@ def test_forwards_per_row_are_the_clean_pass_plus_the_views_split_by_the_budget(
             mask_id=lm.mask_id,
             max_tokens_per_forward=8,
         )
-    longest_clean = max(len(s) for s in sequences)
+    # The clean pass covers the blocks before each row's last view: nothing reads the others.
+    context = max(
+        min(len(s), max(v.block for v in vs) * b) for s, vs in zip(sequences, views, strict=True)
+    )
+    assert context < max(len(s) for s in sequences)
     most_views = max(len(v) for v in views)
-    assert len(calls) == -(-longest_clean // 8) + -(-most_views * b // 8)
+    assert len(calls) == -(-context // 8) + -(-most_views * b // 8)
     assert all(shape[1] <= 8 for shape in calls)
     for row in _packed(prompts, gens, b, lm.mask_id, surrogate=False):
         calls.clear()

@@ -187,3 +187,27 @@ def test_the_reference_is_loaded_only_when_the_kl_term_is_on(tmp_path, monkeypat
     assert len(calls) == loads
     if kl_beta:
         assert calls[1]["dtype"] == torch.float32  # the policy's compute dtype on this CPU
+
+
+def test_the_likelihood_replays_with_the_block_size_the_rollout_decoded_with(tmp_path, monkeypatch):
+    """rollout.block_size 4 on tiny (block 8): the replay uses 4, so every view is a 4-slot block."""
+    from pareto_bench.rl import trainer as trainer_module
+
+    seen = []
+    real = trainer_module.Replay
+
+    def spy(trajectories, config, policy, block_size):
+        replay = real(trajectories, config, policy, block_size)
+        seen.append(
+            (block_size, {n for p in replay.packed for n in p.views.view.bincount().tolist()})
+        )
+        return replay
+
+    monkeypatch.setattr(trainer_module, "Replay", spy)
+    train(
+        config_with("rollout.block_size=4", "filter.enabled=false"),
+        out_dir=tmp_path,
+        progress=False,
+    )
+    ((block_size, slots_per_view),) = seen
+    assert block_size == 4 and slots_per_view == {4}
