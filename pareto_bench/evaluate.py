@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pareto_bench.decoding import Generation, generate
 from pareto_bench.models.base import DiffusionLM
+from pareto_bench.placement import World
 from pareto_bench.progress import progress_bar
 from pareto_bench.records import EvalRecord, SampleResult
 from pareto_bench.tasks.base import Problem, Task, resolve_data_dir
@@ -86,3 +88,39 @@ def evaluate(
                 )
             )
     return records
+
+
+def evaluate_sharded(
+    model: DiffusionLM,
+    task: Task,
+    thresholds: Sequence[float],
+    world: World,
+    *,
+    limit: int | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> list[EvalRecord]:
+    """``evaluate`` with the problems split among the ranks of ``world`` (contiguous shares);
+    every rank gets the same records as one process would write, samples in problem order."""
+    problems = task.load(resolve_data_dir(data_dir))
+    problems = list(problems)[:limit] if limit else list(problems)
+    mine = [problems[i] for i in world.share(problems)]
+    records = evaluate(
+        model, task, thresholds, problems=mine, progress=progress and world.is_main, **options
+    )
+    if not world.distributed:
+        return records
+    shares = world.gather(records)
+    return [
+        EvalRecord.from_samples(
+            record.task,
+            record.threshold,
+            [sample for share in shares for sample in share[i].samples],
+            model=record.model,
+            task_version=record.task_version,
+            block_size=record.block_size,
+            strategy=record.strategy,
+        )
+        for i, record in enumerate(records)
+    ]

@@ -201,6 +201,19 @@ def sequence_logprobs(
     return out.index_put((torch.cat(rows_out), torch.cat(cols_out)), torch.cat(values_out))
 
 
+class Scorer(torch.nn.Module):
+    """A model whose forward is ``sequence_logprobs``: the unit that DDP and FSDP wrap, so that
+    their hooks see one forward (and one backward) per micro-batch, however many model forwards
+    the likelihood makes inside it."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, rows: Sequence[Packed], **options) -> torch.Tensor:
+        return sequence_logprobs(self.model, rows, **options)
+
+
 def forwards_per_row(row: Packed, *, block_size: int, max_tokens_per_forward: int) -> int:
     """Forwards that ``sequence_logprobs`` spends on ``row`` alone: its clean pass (the blocks its
     views read) and its views, each split into forwards of at most ``max_tokens_per_forward``

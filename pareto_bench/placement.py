@@ -4,6 +4,10 @@
 ``cuda:N``. Under torchrun, ``auto`` takes the GPU of ``LOCAL_RANK``.
 ``dtype``: ``auto`` (bf16 on a GPU, fp32 on the CPU), ``float32`` or ``bfloat16``.
 
+``World``: the processes that torchrun (or srun) launched, read from the launcher's environment
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``; SLURM's ``SLURM_PROCID``/``SLURM_NTASKS``). It joins
+``torch.distributed`` with NCCL on GPUs and gloo on CPUs. One process is a world of one.
+
 Precision in training: the trained weights and the optimizer state stay in fp32 (master
 weights, so that a 1e-6 learning rate is not rounded away) and the forward runs under
 ``torch.autocast`` in the compute dtype. Frozen models (evaluation, decoding, the KL reference)
@@ -13,18 +17,80 @@ are stored in the compute dtype itself. Log-softmaxes are always taken in fp32.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import re
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:  # configs import this module's names; they must not pay for torch
     import torch
 
+T = TypeVar("T")
 DtypeName = Literal["auto", "float32", "bfloat16"]
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 DEVICE_HELP = "'auto' (the process's GPU if any, else CPU), 'cpu', 'cuda' or 'cuda:N'."
 DTYPE_HELP = "'auto' (bfloat16 on GPU, float32 on CPU), 'float32' or 'bfloat16'."
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @classmethod
+    def from_env(cls) -> World:
+        env = os.environ
+        if "WORLD_SIZE" in env:
+            return cls(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
+        if "SLURM_NTASKS" in env and "MASTER_ADDR" in env:
+            return cls(
+                int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0))
+            )
+        return cls()
+
+    def start(self, device: torch.device) -> None:
+        """Join the process group (once per process); a world of one has none."""
+        import torch
+        import torch.distributed as dist
+
+        if not self.distributed or dist.is_initialized():
+            return
+        os.environ.setdefault("RANK", str(self.rank))
+        os.environ.setdefault("WORLD_SIZE", str(self.size))
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        # A rank that fails takes the job down through the launcher within seconds; the timeout
+        # only bounds a hang (a rank stuck outside any collective).
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+
+    def gather(self, value: T) -> list[T]:
+        """Every rank's ``value``, in rank order, on every rank."""
+        import torch.distributed as dist
+
+        if not self.distributed:
+            return [value]
+        out: list[Any] = [None] * self.size
+        dist.all_gather_object(out, value)
+        return out
+
+    def share(self, items: Sequence[T]) -> list[int]:
+        """Positions of ``items`` this rank handles: contiguous, as even as possible."""
+        per, extra = divmod(len(items), self.size)
+        start = self.rank * per + min(self.rank, extra)
+        return list(range(start, start + per + (self.rank < extra)))
 
 
 class PlacementError(ValueError):

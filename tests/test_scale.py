@@ -10,6 +10,7 @@ from test_trainer import small_config
 
 from pareto_bench.bench.sdar_shaped import QWEN_ENDOFTEXT, SDAR_VOCAB, write_sdar_shaped_checkpoint
 from pareto_bench.decoding import generate
+from pareto_bench.likelihood import Scorer
 from pareto_bench.models import load_model
 from pareto_bench.records import TrainStepRecord, read_jsonl
 from pareto_bench.rl.trainer import LossInputs, Replay, accumulate_gradients, train
@@ -62,7 +63,9 @@ def test_micro_batched_update_equals_the_whole_batch_update(random_tiny, reducti
         config = config_with(f"optim.micro_batch_size={micro_batch_size}", *overrides)
         replay = Replay(trajectories, config, lm, block_size=4)
         lm.model.zero_grad(set_to_none=True)
-        terms, _ = accumulate_gradients(lm, replay, list(range(8)), inputs, config, torch.float64)
+        terms, _ = accumulate_gradients(
+            Scorer(lm.model), replay, list(range(8)), inputs, config, torch.float64
+        )
         return terms, [p.grad.clone() for p in lm.model.parameters()]
 
     whole, whole_grads = gradients(8)

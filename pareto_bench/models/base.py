@@ -70,11 +70,12 @@ class DiffusionLM:
         known = len(self.tokenizer)
         return self.tokenizer.decode([i for i in ids if 0 <= i < known], skip_special_tokens=True)
 
-    def save(self, path: str | Path) -> None:
-        """``save_pretrained`` plus the diffusion fields, so that ``load_checkpoint`` round-trips."""
+    def save(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """``save_pretrained`` plus the diffusion fields, so that ``load_checkpoint`` round-trips.
+        ``state_dict`` replaces the model's own (a sharded model's gathered weights)."""
         self.model.config.mask_token_id = self.mask_id
         self.model.config.block_size = self.block_size
-        self.model.save_pretrained(path)
+        self.model.save_pretrained(path, state_dict=state_dict)
         self.tokenizer.save_pretrained(path)
 
 

@@ -305,6 +305,14 @@ class TrainConfig(StrictModel):
         "auto",
         description=f"Compute dtype: {DTYPE_HELP} Weights and optimizer state stay float32.",
     )
+    parallel: Literal["auto", "none", "ddp", "fsdp"] = Field(
+        "auto",
+        description=(
+            "How processes launched by torchrun share the policy: 'ddp' (whole model per rank), "
+            "'fsdp' (FSDP2, sharded per decoder layer, bf16 compute, fp32 reduction) or 'none' "
+            "(one process); 'auto': none for one process, else fsdp on GPU and ddp on CPU."
+        ),
+    )
     gradient_checkpointing: bool = Field(
         False,
         description="Recompute each likelihood forward during backward instead of keeping its activations.",

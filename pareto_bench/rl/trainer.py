@@ -20,6 +20,7 @@ Resuming is exact: every random choice (prompts, sampling) is a pure function of
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -35,20 +36,22 @@ import torch
 
 from pareto_bench.config import dump_yaml
 from pareto_bench.decoding import Generation, aggregate_tpf
-from pareto_bench.evaluate import evaluate
-from pareto_bench.likelihood import (
-    block_views,
-    forwards_per_row,
-    pack,
-    sequence_logprobs,
-    trajectory_views,
-)
+from pareto_bench.evaluate import evaluate_sharded
+from pareto_bench.likelihood import Scorer, block_views, forwards_per_row, pack, trajectory_views
 from pareto_bench.models import DiffusionLM, load_model
-from pareto_bench.placement import autocast, resolve_device, resolve_dtype
+from pareto_bench.placement import World, autocast, resolve_device, resolve_dtype
 from pareto_bench.progress import progress_bar
 from pareto_bench.records import TrainStepRecord, append_jsonl, read_jsonl
 from pareto_bench.rl.advantages import compute_advantages
 from pareto_bench.rl.config import TrainConfig
+from pareto_bench.rl.distributed import (
+    full_state_dicts,
+    load_optimizer_state,
+    no_gradient_sync,
+    resolve_parallel,
+    sync_weights,
+    wrap,
+)
 from pareto_bench.rl.filtering import drop_reason, fill_batch
 from pareto_bench.rl.losses import LossTerms, Normalizers, lightningrl_loss
 from pareto_bench.rl.rewards import combine_rewards
@@ -63,6 +66,7 @@ from pareto_bench.tasks.base import (
 
 CHECKPOINT = "checkpoint"
 TRAINER_STATE = "trainer_state.pt"
+OPTIMIZER_STATE = "optimizer.pt"
 DEFAULT_MAX_NEW_TOKENS = 512
 
 
@@ -84,113 +88,152 @@ def train(
     on_step: Callable[[TrainStepRecord], None] | None = None,
     progress: bool = True,
 ) -> TrainResult:
+    """Train ``config.steps`` RL steps. Under torchrun every rank calls this; rank 0 prints
+    progress, writes the records and the checkpoint, and calls ``on_step``."""
     out = Path(out_dir or config.out_dir or Path("runs") / config.name)
     checkpoint = out / CHECKPOINT
     if resume and not (checkpoint / TRAINER_STATE).is_file():
         raise FileNotFoundError(
             f"--resume {out}: no checkpoint to resume from ({checkpoint / TRAINER_STATE} is missing)"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_yaml(config))
-
-    device = resolve_device(config.device)
-    compute_dtype = resolve_dtype(config.dtype, device)
-    # The trained weights stay fp32 (master weights); forwards run under autocast(compute_dtype).
-    policy = load_model(checkpoint if resume else config.model, device=device, dtype="float32")
-    policy.model.train()
-    reference = _load_reference(config, device, compute_dtype)
-    eval_task = get_task(config.task)
-    train_task = get_task(training_task_name(config.task))
-    train_problems = train_task.load(resolve_data_dir(config.data_dir))
-    budget = config.rollout.max_new_tokens or getattr(
-        train_task, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS
-    )
-    optimizer = torch.optim.AdamW(
-        policy.model.parameters(),
-        lr=config.optim.lr,
-        betas=config.optim.betas,
-        weight_decay=config.optim.weight_decay,
-    )
+    run = _Run.start(config, checkpoint if resume else None)
+    if run.world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_yaml(config))
     start_step = 0
     if resume:
-        state = torch.load(checkpoint / TRAINER_STATE, weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        start_step = int(state["step"])
-    result = TrainResult(checkpoint, _records_before(out / "train.jsonl", start_step))
-    with progress_bar(f"train {config.name}", config.steps, enabled=progress) as bar:
+        load_optimizer_state(run.scorer, run.optimizer, checkpoint / OPTIMIZER_STATE, run.world)
+        start_step = int(torch.load(checkpoint / TRAINER_STATE, weights_only=True)["step"])
+    kept = _records_before(out / "train.jsonl", start_step) if run.world.is_main else []
+    result = TrainResult(checkpoint, kept)
+    main = run.world.is_main
+    with progress_bar(f"train {config.name}", config.steps, enabled=progress and main) as bar:
         bar.advance(start_step)
         for step in range(start_step, config.steps):
-            record = _train_step(
-                config,
-                step,
-                policy,
-                reference,
-                optimizer,
-                train_task,
-                train_problems,
-                budget,
-                compute_dtype,
-            )
+            record = _train_step(run, step)
             if not math.isfinite(record.loss):
-                _save(out, policy, optimizer, step)  # the weights before this step are good
+                _save(out, run, step)  # the weights before this step are good
                 raise TrainingDiverged(
                     f"step {step}: the loss is {record.loss}; the last good checkpoint is {checkpoint}. "
                     "Lower optim.lr or raise optim.warmup_steps."
                 )
-            append_jsonl(out / "train.jsonl", [record])
-            result.steps.append(record)
-            if on_step is not None:
-                on_step(record)
+            if main:
+                append_jsonl(out / "train.jsonl", [record])
+                result.steps.append(record)
+                if on_step is not None:
+                    on_step(record)
             bar.advance(
                 status=f"reward {record.reward:+.2f} acc {record.accuracy:.0f}% TPF {record.tpf:.2f} "
                 f"filtered {record.filtered_fraction:.0%}"
             )
             done = step + 1
             if config.save_every and done % config.save_every == 0 and done < config.steps:
-                _save(out, policy, optimizer, done)
+                _save(out, run, done)
             if config.eval_every and done % config.eval_every == 0 and done < config.steps:
-                with autocast(device, compute_dtype):
-                    _evaluate_during_training(config, policy, eval_task, out, done)
-    _save(out, policy, optimizer, config.steps)
+                _evaluate_during_training(run, out, done)
+    _save(out, run, config.steps)
     return result
 
 
-def _train_step(
-    config: TrainConfig,
-    step: int,
-    policy: DiffusionLM,
-    reference: DiffusionLM | None,
-    optimizer: torch.optim.Optimizer,
-    task: Task,
-    problems: Sequence[Problem],
-    budget: int,
-    compute_dtype: torch.dtype,
-) -> TrainStepRecord:
+@dataclass
+class _Run:
+    """Everything a training run holds across steps."""
+
+    config: TrainConfig
+    world: World
+    compute_dtype: torch.dtype
+    policy: DiffusionLM  # fp32 master weights; its model is also inside ``scorer``
+    scorer: torch.nn.Module  # Scorer(policy.model), wrapped for DDP or FSDP when distributed
+    decoder: DiffusionLM  # decodes rollouts and evaluations: the policy, or under FSDP a full copy
+    reference: Scorer | None  # the frozen KL reference, in the compute dtype
+    optimizer: torch.optim.Optimizer
+    eval_task: Task
+    task: Task
+    problems: Sequence[Problem]
+    budget: int
+
+    @classmethod
+    def start(cls, config: TrainConfig, checkpoint: Path | None) -> _Run:
+        world = World.from_env()
+        device = resolve_device(config.device)
+        world.start(device)
+        compute_dtype = resolve_dtype(config.dtype, device)
+        parallel = resolve_parallel(config.parallel, world, device)
+        # The trained weights stay fp32 (master weights); forwards run under autocast or FSDP's
+        # mixed precision in the compute dtype.
+        policy = load_model(checkpoint or config.model, device=device, dtype="float32")
+        policy.model.train()
+        decoder = policy
+        if parallel == "fsdp":
+            decoder = load_model(checkpoint or config.model, device=device, dtype=compute_dtype)
+        scorer = wrap(Scorer(policy.model), parallel, world, compute_dtype)
+        reference = _load_reference(config, device, compute_dtype)
+        task = get_task(training_task_name(config.task))
+        optim = config.optim
+        return cls(
+            config=config,
+            world=world,
+            compute_dtype=compute_dtype,
+            policy=policy,
+            scorer=scorer,
+            decoder=decoder,
+            reference=None if reference is None else Scorer(reference.model),
+            optimizer=torch.optim.AdamW(
+                scorer.parameters(),
+                lr=optim.lr,
+                betas=optim.betas,
+                weight_decay=optim.weight_decay,
+            ),
+            eval_task=get_task(config.task),
+            task=task,
+            problems=task.load(resolve_data_dir(config.data_dir)),
+            budget=config.rollout.max_new_tokens
+            or getattr(task, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.policy.device
+
+    def decoding(self) -> contextlib.AbstractContextManager:
+        """The decoder, up to date and in eval mode, under autocast."""
+        if self.decoder is not self.policy:
+            sync_weights(self.decoder.model, self.scorer)
+        return _decoding(self.decoder.model, self.autocast())
+
+    def autocast(self):
+        return autocast(self.device, self.compute_dtype)
+
+
+def _train_step(run: _Run, step: int) -> TrainStepRecord:
     started = time.perf_counter()
+    config, world, policy = run.config, run.world, run.policy
     rc, fc = config.rollout, config.filter
-    device = policy.device
+    device = run.device
     block_size = rc.block_size or policy.block_size  # rollout and likelihood use the same blocks
 
-    # 1. Rollout with TPF-aware filtering, refilled until B groups pass.
+    # 1. Rollout with TPF-aware filtering, refilled until B groups pass. Prompts and seeds depend
+    #    on (seed, step, round, position in the round) only: each rank decodes a contiguous share
+    #    of the round, and every rank sees every group.
     rounds = itertools.count()
 
     def sample_round(missing: int) -> list[Group]:
         round_index = next(rounds)
         rng = random.Random(_seed(config.seed, step, round_index))
-        chosen = [problems[rng.randrange(len(problems))] for _ in range(missing)]
-        policy.model.eval()
-        with autocast(device, compute_dtype):
+        chosen = [run.problems[rng.randrange(len(run.problems))] for _ in range(missing)]
+        mine = world.share(chosen)
+        with run.decoding():
             groups = rollout(
-                policy,
-                task,
-                chosen,
+                run.decoder,
+                run.task,
+                [chosen[i] for i in mine],
                 rc,
-                seed=_seed(config.seed, step, round_index, 1),
-                max_new_tokens=budget,
+                seed=_seed(config.seed, step, round_index, 1)
+                + (mine[0] if mine else 0) * rc.group_size,
+                max_new_tokens=run.budget,
                 block_size=block_size,
             )
-        policy.model.train()
-        return groups
+        return [group for share in world.gather(groups) for group in share]
 
     def reason(group: Group) -> str | None:
         if not fc.enabled:
@@ -208,9 +251,12 @@ def _train_step(
     groups = filled.groups
     rollout_time = time.perf_counter() - started
     if not groups:  # every group was filtered out, even after refills: nothing to learn from
-        return _empty_record(step, filled, rollout_time, time.perf_counter() - started, optimizer)
+        return _empty_record(
+            step, filled, rollout_time, time.perf_counter() - started, run.optimizer
+        )
 
-    # 2. Rewards, decoupled per reward within each group, then advantages.
+    # 2. Rewards, decoupled per reward within each group, then advantages (every rank computes
+    #    the same, from the same groups).
     score = torch.tensor([g.score for g in groups])
     tpf = torch.tensor([g.tpf for g in groups])
     correct_cpu = torch.tensor([g.correct for g in groups]).reshape(-1)
@@ -218,52 +264,54 @@ def _train_step(
     advantages = compute_advantages(rewards.total, config.advantage.mode).reshape(-1).to(device)
     correct = correct_cpu.to(device)
 
-    # 3. Block-diffusion likelihoods of every kept trajectory under the reference and, when the
-    #    policy moves within the step, under the rollout policy; micro-batch by micro-batch.
+    # 3. Block-diffusion likelihoods of this rank's trajectories under the reference and, when
+    #    the policy moves within the step, under the rollout policy; micro-batch by micro-batch.
     trajectories = [(g.prompt_ids, gen) for g in groups for gen in g.generations]
     replay = Replay(trajectories, config, policy, block_size)
-    mask = replay.token_mask.to(device)
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        logp_ref = _frozen_logprobs(reference, replay, config) if reference is not None else None
-        logp_old = None
-        if config.optim.updates_per_step > 1:
-            with autocast(device, compute_dtype):
-                logp_old = replay.all_logprobs(policy, checkpoint=False)
-    likelihood_time = time.perf_counter() - t0
-
-    # 4. Policy update: clipped surrogate + KL to the reference + NLL on correct trajectories,
-    #    each update over one shuffled mini-batch, accumulated over micro-batches.
-    backward_time = 0.0
-    lr = config.optim.lr * min(1.0, (step + 1) / max(1, config.optim.warmup_steps))
-    for group in optimizer.param_groups:
-        group["lr"] = lr
     order = torch.randperm(
         len(trajectories), generator=torch.Generator().manual_seed(_seed(config.seed, step, 0, 2))
     )
+    updates = [chunk.tolist() for chunk in order.chunk(config.optim.updates_per_step)]
+    mine = {row for rows in updates for micro, _ in replay.shares(rows, world) for row in micro}
+    mask = replay.token_mask.to(device)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        logp_ref = None
+        if run.reference is not None:
+            logp_ref = _frozen_logprobs(run.reference, replay, mine, device)
+        logp_old = None
+        if config.optim.updates_per_step > 1:
+            with run.autocast():
+                logp_old = replay.all_logprobs(run.scorer, mine, device)
+    likelihood_time = time.perf_counter() - t0
+
+    # 4. Policy update: clipped surrogate + KL to the reference + NLL on correct trajectories,
+    #    each update over one shuffled mini-batch, accumulated over micro-batches and ranks.
+    backward_time = 0.0
+    lr = config.optim.lr * min(1.0, (step + 1) / max(1, config.optim.warmup_steps))
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
     inputs = LossInputs(advantages, mask, correct, logp_old, logp_ref)
-    for chunk in order.chunk(config.optim.updates_per_step):
-        optimizer.zero_grad(set_to_none=True)
+    for rows in updates:
+        run.optimizer.zero_grad(set_to_none=True)
         terms, seconds = accumulate_gradients(
-            policy, replay, chunk.tolist(), inputs, config, compute_dtype
+            run.scorer, replay, rows, inputs, config, run.compute_dtype, world
         )
         likelihood_time += seconds["likelihood"]
         backward_time += seconds["backward"]
         if not torch.isfinite(terms.loss):
-            optimizer.zero_grad(set_to_none=True)
+            run.optimizer.zero_grad(set_to_none=True)
             return _empty_record(
                 step,
                 filled,
                 rollout_time,
                 time.perf_counter() - started,
-                optimizer,
+                run.optimizer,
                 loss=terms.loss.item(),
             )
         t0 = time.perf_counter()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            policy.model.parameters(), config.optim.grad_clip
-        )
-        optimizer.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.scorer.parameters(), config.optim.grad_clip)
+        run.optimizer.step()
         backward_time += time.perf_counter() - t0
 
     return TrainStepRecord(
@@ -302,42 +350,50 @@ class LossInputs:
 
 
 def accumulate_gradients(
-    policy: DiffusionLM,
+    scorer: torch.nn.Module,
     replay: Replay,
     rows: Sequence[int],
     inputs: LossInputs,
     config: TrainConfig,
     compute_dtype: torch.dtype,
+    world: World = World(),
 ) -> tuple[LossTerms, dict[str, float]]:
-    """Backpropagate the loss of trajectories ``rows`` micro-batch by micro-batch. Every
-    micro-batch is reduced with the normalisers of all ``rows``, so the accumulated gradient and
-    the returned terms are those of one pass over ``rows``. Also returns the seconds spent."""
-    device = policy.device
+    """Backpropagate the loss of trajectories ``rows`` micro-batch by micro-batch, this rank's
+    share of them. Every micro-batch is reduced with the normalisers of all ``rows``, and each
+    rank's loss is scaled by the world size (DDP and FSDP average over ranks), so the gradient and
+    the returned terms are those of one pass over ``rows`` on one process. Also returns the
+    seconds spent."""
+    device = inputs.mask.device
     index = torch.tensor(rows, device=device)
     normalizers = Normalizers.of(inputs.mask[index], inputs.correct[index])
     seconds = {"likelihood": 0.0, "backward": 0.0}
     parts: list[LossTerms] = []
-    for micro in replay.micro_batches(rows):
+    shares = replay.shares(rows, world)
+    for k, (micro, real) in enumerate(shares):
+        # A rank with fewer micro-batches than another repeats one with weight 0 (``real`` is
+        # false): every rank must run the same number of synchronised backward passes.
+        weight = float(world.size) if real else 0.0
         t0 = time.perf_counter()
-        with autocast(device, compute_dtype):
-            logp = replay.logprobs(policy, micro, checkpoint=config.gradient_checkpointing)
-        seconds["likelihood"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        at = torch.tensor(micro, device=device)
-        terms = lightningrl_loss(
-            logp,
-            logp.detach() if inputs.logp_old is None else inputs.logp_old[at],
-            None if inputs.logp_ref is None else inputs.logp_ref[at],
-            inputs.advantages[at],
-            inputs.mask[at],
-            inputs.correct[at],
-            **_loss_options(config),
-            normalizers=normalizers,
-        )
-        terms.loss.backward()
-        parts.append(_detached(terms))
+        with autocast(device, compute_dtype), no_gradient_sync(scorer, k < len(shares) - 1):
+            logp = replay.logprobs(scorer, micro, checkpoint=config.gradient_checkpointing)
+            seconds["likelihood"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            at = torch.tensor(micro, device=device)
+            terms = lightningrl_loss(
+                logp,
+                logp.detach() if inputs.logp_old is None else inputs.logp_old[at],
+                None if inputs.logp_ref is None else inputs.logp_ref[at],
+                inputs.advantages[at],
+                inputs.mask[at],
+                inputs.correct[at],
+                **_loss_options(config),
+                normalizers=normalizers,
+            )
+            (terms.loss * weight).backward()
+        if real:
+            parts.append(_detached(terms))
         seconds["backward"] += time.perf_counter() - t0
-    return _summed(parts), seconds
+    return _all_ranks(_summed(parts, device), world), seconds
 
 
 class Replay:
@@ -375,14 +431,23 @@ class Replay:
 
     def micro_batches(self, rows: Sequence[int]) -> list[list[int]]:
         """``rows`` in micro-batches of similar packed length, so that little is padding."""
-        by_size = sorted(rows, key=lambda i: (len(self.packed[i].views.ids), self.lengths[i]))
+        by_size = sorted(rows, key=lambda i: (len(self.packed[i].views.ids), self.lengths[i], i))
         size = self.micro_batch_size
         return [by_size[i : i + size] for i in range(0, len(by_size), size)]
 
-    def logprobs(self, lm: DiffusionLM, rows: Sequence[int], *, checkpoint: bool) -> torch.Tensor:
-        """``[len(rows), T]`` log-probabilities of the rows' response tokens under ``lm``."""
-        slots = sequence_logprobs(
-            lm.model,
+    def shares(self, rows: Sequence[int], world: World) -> list[tuple[list[int], bool]]:
+        """This rank's micro-batches of ``rows`` (every ``world.size``-th), each with whether it
+        is real. Every rank gets as many: the short ones are padded with copies marked unreal."""
+        micro = self.micro_batches(rows)
+        mine = [(m, True) for m in micro[world.rank :: world.size]]
+        count = -(-len(micro) // world.size)
+        return mine + [(micro[0], False)] * (count - len(mine))
+
+    def logprobs(
+        self, scorer: torch.nn.Module, rows: Sequence[int], *, checkpoint: bool
+    ) -> torch.Tensor:
+        """``[len(rows), T]`` log-probabilities of the rows' response tokens under ``scorer``."""
+        slots = scorer(
             [self.packed[i] for i in rows],
             block_size=self.block_size,
             mask_id=self.mask_id,
@@ -405,13 +470,15 @@ class Replay:
         ]
         return sum(counts) / max(1, len(counts))
 
-    def all_logprobs(self, lm: DiffusionLM, *, checkpoint: bool) -> torch.Tensor:
-        """``[B, T]`` over every trajectory, computed micro-batch by micro-batch."""
-        out = torch.zeros((len(self.packed), self.width), device=lm.device)
-        for micro in self.micro_batches(range(len(self.packed))):
-            out[torch.tensor(micro, device=lm.device)] = self.logprobs(
-                lm, micro, checkpoint=checkpoint
-            ).to(out.dtype)
+    def all_logprobs(
+        self, scorer: torch.nn.Module, rows: Sequence[int], device: torch.device
+    ) -> torch.Tensor:
+        """``[B, T]`` with the log-probabilities of ``rows`` (zeros elsewhere), micro-batch by
+        micro-batch, without recomputation."""
+        out = torch.zeros((len(self.packed), self.width), device=device)
+        for micro in self.micro_batches(sorted(set(rows))):
+            logp = self.logprobs(scorer, micro, checkpoint=False)
+            out[torch.tensor(micro, device=device)] = logp.to(device, out.dtype)
         return out
 
 
@@ -429,18 +496,17 @@ def _load_reference(
     return reference
 
 
-def _frozen_logprobs(reference: DiffusionLM, replay: Replay, config: TrainConfig) -> torch.Tensor:
-    """The reference's log-probabilities, moving it to the policy's device for its pass when it is
-    parked on the CPU."""
-    device = resolve_device(config.device)
-    parked = reference.device != device
-    if parked:
-        reference.model.to(device)
+def _frozen_logprobs(
+    reference: Scorer, replay: Replay, rows: Sequence[int], device: torch.device
+) -> torch.Tensor:
+    """The reference's log-probabilities of ``rows``, moving it to the policy's device for its
+    pass when it is parked on the CPU."""
+    home = next(reference.parameters()).device
+    reference.to(device)
     try:
-        return replay.all_logprobs(reference, checkpoint=False)
+        return replay.all_logprobs(reference, rows, device)
     finally:
-        if parked:
-            reference.model.to("cpu")
+        reference.to(home)
 
 
 def _loss_options(config: TrainConfig) -> dict[str, object]:
@@ -465,9 +531,34 @@ def _detached(terms: LossTerms) -> LossTerms:
     return LossTerms(*(t.detach() for t in _terms(terms)))
 
 
-def _summed(parts: Sequence[LossTerms]) -> LossTerms:
+def _summed(parts: Sequence[LossTerms], device: torch.device) -> LossTerms:
     """The whole batch's terms: micro-batch terms share its normalisers, so they add up."""
-    return LossTerms(*(sum(column) for column in zip(*map(_terms, parts), strict=True)))
+    zero = torch.zeros((), device=device)
+    columns = (
+        zip(*map(_terms, parts), strict=True)
+        if parts
+        else [[]] * len(dataclasses.fields(LossTerms))
+    )
+    return LossTerms(*(sum(column, zero) for column in columns))
+
+
+def _all_ranks(terms: LossTerms, world: World) -> LossTerms:
+    """Each rank's partial sums, added over ranks: the global batch's terms on every rank."""
+    if not world.distributed:
+        return terms
+    stacked = torch.stack(_terms(terms)).float()
+    torch.distributed.all_reduce(stacked)
+    return LossTerms(*stacked.unbind())
+
+
+@contextlib.contextmanager
+def _decoding(model: torch.nn.Module, precision: contextlib.AbstractContextManager):
+    model.eval()
+    try:
+        with precision:
+            yield
+    finally:
+        model.train()
 
 
 def _records_before(path: Path, step: int) -> list[TrainStepRecord]:
@@ -489,13 +580,19 @@ def _seed(*parts: int) -> int:
     return value
 
 
-def _save(out: Path, policy: DiffusionLM, optimizer: torch.optim.Optimizer, step: int) -> None:
-    """Write the checkpoint to a temporary directory, then swap it in: a kill never leaves half of one."""
+def _save(out: Path, run: _Run, step: int) -> None:
+    """Gather the full model and optimizer state (every rank takes part), then rank 0 writes a
+    ``save_pretrained`` checkpoint to a temporary directory and swaps it in: a kill never leaves
+    half of one. The optimizer state is saved whole, so a resume may use another world size."""
+    model_state, optimizer_state = full_state_dicts(run.scorer, run.optimizer)
+    if not run.world.is_main:
+        return
     final = out / CHECKPOINT
     tmp = out / f".{CHECKPOINT}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    policy.save(tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp / TRAINER_STATE)
+    run.policy.save(tmp, state_dict=model_state)
+    torch.save(optimizer_state, tmp / OPTIMIZER_STATE)
+    torch.save({"step": step}, tmp / TRAINER_STATE)
     old = out / f".{CHECKPOINT}.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -504,22 +601,23 @@ def _save(out: Path, policy: DiffusionLM, optimizer: torch.optim.Optimizer, step
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _evaluate_during_training(
-    config: TrainConfig, policy: DiffusionLM, task: Task, out: Path, step: int
-) -> None:
-    policy.model.eval()
-    records = evaluate(
-        policy,
-        task,
-        config.eval_thresholds,
-        limit=config.eval_limit,
-        data_dir=config.data_dir,
-        progress=False,
-    )
-    for record in records:
-        record.extra["train_step"] = float(step)
-    append_jsonl(out / "eval_steps.jsonl", records)
-    policy.model.train()
+def _evaluate_during_training(run: _Run, out: Path, step: int) -> None:
+    """Greedy evaluation at ``eval_thresholds``, the problems shared among the ranks."""
+    config = run.config
+    with run.decoding():
+        records = evaluate_sharded(
+            run.decoder,
+            run.eval_task,
+            config.eval_thresholds,
+            run.world,
+            limit=config.eval_limit,
+            data_dir=config.data_dir,
+            progress=False,
+        )
+    if run.world.is_main:
+        for record in records:
+            record.extra["train_step"] = float(step)
+        append_jsonl(out / "eval_steps.jsonl", records)
 
 
 def _empty_record(
