@@ -49,24 +49,31 @@ def eval_command(
         bool, typer.Option("--json", help="Print the records' summaries as JSON.")
     ] = False,
 ) -> None:
-    """Evaluate a model on a task at several thresholds: one (accuracy, TPF) point each."""
+    """Evaluate a model on a task at several thresholds: one (accuracy, TPF) point each.
+    Under torchrun the problems are shared among the ranks and rank 0 writes the records."""
     from pareto_bench.cli import resolve_placement
-    from pareto_bench.evaluate import evaluate
+    from pareto_bench.evaluate import evaluate_sharded
     from pareto_bench.models import load_model
+    from pareto_bench.placement import World
     from pareto_bench.records import append_jsonl
     from pareto_bench.tasks import get_task
 
     placed_on, placed_in = resolve_placement(device, dtype)
     chosen = get_task(task)
-    records = evaluate(
+    world = World.from_env()
+    world.start(placed_on)
+    records = evaluate_sharded(
         load_model(model, block_size=block_size, device=placed_on, dtype=placed_in),
         chosen,
         parse_thresholds(thresholds),
+        world,
         limit=limit,
         data_dir=data_dir,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
     )
+    if not world.is_main:
+        return
     path = out or Path("runs") / "eval" / f"{task}.jsonl"
     append_jsonl(path, records)
     summary = [

@@ -36,6 +36,7 @@ def train_command(
 ) -> None:
     """Train with a recipe; writes checkpoints, the resolved config and train.jsonl."""
     from pareto_bench.cli import UserError
+    from pareto_bench.placement import World
     from pareto_bench.rl.config import load_recipe
     from pareto_bench.rl.trainer import TrainingDiverged, train
 
@@ -51,6 +52,8 @@ def train_command(
         result = train(config, out_dir=out_dir, resume=resume is not None)
     except TrainingDiverged as e:
         raise UserError(str(e)) from None
+    if not World.from_env().is_main:
+        return
     last = result.steps[-1] if result.steps else None
     if last is not None:
         print(
