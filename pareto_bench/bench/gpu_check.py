@@ -5,7 +5,8 @@ On an SDAR-1.7B-shaped random model in bf16 (28 layers, hidden 2048, vocabulary 
 - ``decode``: our sampler's tokens/s at block 4 and 32, with the static strategy at 1, 4 and 8
   tokens per forward (a random model is never confident, so TPF is set, not earned), against
   HF ``generate`` autoregressive decoding of the same model and prompts;
-- ``rl_step``: one RL step of 16 prompts x 8 trajectories of 1,024 tokens: time and peak GPU memory.
+- ``rl_step``: one RL step of 16 prompts x 8 trajectories of 1,024 tokens: time and peak GPU memory;
+- ``rl_step_all_gpus``: the same step with fsdp on every visible GPU (skipped on one GPU).
 
 Each part is timed and guarded: a failure is reported in the JSON and the next part still runs.
 """
@@ -148,6 +149,45 @@ def check_rl_step(
         "likelihood_forwards_per_trajectory": record.likelihood_forwards,
         "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
         "loss": record.loss,
+    }
+
+
+def check_rl_step_all_gpus(checkpoint: Path, out: Path) -> dict[str, Any]:
+    """The same RL step with fsdp on every visible GPU (skipped on one): time and peak memory
+    per GPU, from ``bench.distributed_step`` under torchrun."""
+    import subprocess
+
+    gpus = torch.cuda.device_count()
+    if gpus < 2:
+        return {"skipped": f"{gpus} GPU visible"}
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={gpus}",
+    ]
+    step = ["-m", "pareto_bench.bench.distributed_step", str(out), str(checkpoint), str(RL_TOKENS)]
+    settings = [
+        "parallel=fsdp",
+        "device=auto",
+        "dtype=bfloat16",
+        f"rollout.prompts_per_step={RL_GROUPS}",
+        f"rollout.group_size={RL_GROUP_SIZE}",
+        "rollout.steps_per_block=4",
+        "optim.micro_batch_size=4",
+        "gradient_checkpointing=true",
+        "optim.lr=1e-6",
+    ]
+    subprocess.run(
+        [*launch, *step, *[a for s in settings for a in ("--set", s)]], check=True, timeout=400
+    )
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(gpus)]
+    return {
+        "gpus": gpus,
+        "step_seconds": max(r["step_seconds"] for r in ranks),
+        "peak_gpu_memory_gb_per_gpu": [r["peak_gpu_memory_gb"] for r in ranks],
+        "state_gb_per_gpu": [r["state_gb"]["total"] for r in ranks],
     }
 
 

@@ -26,15 +26,18 @@ STEP = {
 }
 TARGET_RSS_GB_AT_1K = 3.0
 TARGET_GROWTH_1K_TO_4K = 5.0
+TARGET_FSDP_STATE_RATIO = 0.6  # state per rank at 2 processes vs 1
+DISTRIBUTED_TOKENS = 256
 
 
 def bench_scale(
     lengths: tuple[int, ...] = (256, 1024, 4096),
     block_sizes: tuple[int, ...] = (4, 32),
     likelihoods: tuple[str, ...] = ("trajectory", "block_surrogate"),
+    distributed: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
-    from pareto_bench.bench.sdar_shaped import write_sdar_shaped_checkpoint
+    from pareto_bench.bench.sdar_shaped import SDAR_BLOCK, write_sdar_shaped_checkpoint
     from pareto_bench.progress import progress_bar
 
     runs = []
@@ -54,7 +57,67 @@ def bench_scale(
                 bar.advance(
                     status=f"{tokens} tokens, block {block}, {mode}: {run['peak_rss_gb']:.2f} GB"
                 )
-    return {"settings": STEP, "runs": runs, "targets": _targets(runs)}
+        result = {"settings": STEP, "runs": runs, "targets": _targets(runs)}
+        if distributed:
+            sdar = checkpoints.get(SDAR_BLOCK) or write_sdar_shaped_checkpoint(Path(tmp) / "b32")
+            result["distributed"] = {
+                name: _distributed(str(checkpoint), Path(tmp) / f"dist-{name}")
+                for name, checkpoint in (("tiny", "tiny"), ("sdar_shaped", sdar))
+            }
+            result["targets"]["fsdp_state_ratio"] = {
+                name: {
+                    "value": part["fsdp_state_ratio"],
+                    "max": TARGET_FSDP_STATE_RATIO,
+                    "met": part["fsdp_state_ratio"] <= TARGET_FSDP_STATE_RATIO,
+                }
+                for name, part in result["distributed"].items()
+            }
+    return result
+
+
+def _distributed(checkpoint: str, out: Path) -> dict[str, Any]:
+    """One RL step at 1 process and at 2 (ddp and fsdp, gloo): time, peak RSS and the trained
+    state (weights, gradients, AdamW) per rank, from ``bench.distributed_step``."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    settings = {"1": ("none", 1), "2-ddp": ("ddp", 2), "2-fsdp": ("fsdp", 2)}
+    report: dict[str, Any] = {"tokens": DISTRIBUTED_TOKENS, "trajectories": 4}
+    for name, (parallel, processes) in settings.items():
+        where = out / name
+        module = ["-m", "pareto_bench.bench.distributed_step"]
+        args = [str(where), checkpoint, str(DISTRIBUTED_TOKENS), "--set", f"parallel={parallel}"]
+        launch = [sys.executable]
+        if processes > 1:
+            launch += [
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc-per-node={processes}",
+            ]
+        subprocess.run(
+            [*launch, *module, *args],
+            check=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+        )
+        ranks = [json.loads((where / f"rank{r}.json").read_text()) for r in range(processes)]
+        report[name] = {
+            "step_seconds": max(r["step_seconds"] for r in ranks),
+            "peak_rss_gb_per_rank": [r["peak_rss_gb"] for r in ranks],
+            "state_gb_per_rank": [r["state_gb"] for r in ranks],
+        }
+    one = report["1"]["state_gb_per_rank"][0]["total"]
+    report["fsdp_state_ratio"] = (
+        max(r["total"] for r in report["2-fsdp"]["state_gb_per_rank"]) / one
+    )
+    report["measured"] = (
+        "state: bytes of the rank's local tensors after the step (a sharded tensor counts its "
+        "shard): weights, their gradients and the AdamW state; peak RSS: getrusage per rank"
+    )
+    return report
 
 
 def _one_step(checkpoint: str, tokens: int, block: int, mode: str, tmp: Path) -> dict[str, Any]:

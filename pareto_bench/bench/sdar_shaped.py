@@ -86,9 +86,8 @@ def write_sdar_shaped_checkpoint(
     return path
 
 
-def one_rl_step(
+def rl_step_config(
     checkpoint: str | Path,
-    out: str | Path,
     *,
     tokens: int,
     tokens_per_forward: int,
@@ -97,13 +96,12 @@ def one_rl_step(
     group_size: int,
     overrides: tuple[str, ...] = (),
 ):
-    """One RL step of ``groups x group_size`` trajectories of exactly ``tokens`` tokens on a random
-    checkpoint: the static strategy at ``tokens_per_forward`` (a random model is never confident
-    and never stops early), no filtering. Returns its ``TrainStepRecord``."""
+    """A one-step run of ``groups x group_size`` trajectories of exactly ``tokens`` tokens on a
+    random checkpoint: the static strategy at ``tokens_per_forward`` (a random model is never
+    confident and never stops early), no filtering."""
     from pareto_bench.rl.config import load_recipe
-    from pareto_bench.rl.trainer import train
 
-    config = load_recipe(
+    return load_recipe(
         None,
         [
             f"model={checkpoint}",
@@ -120,5 +118,11 @@ def one_rl_step(
             *overrides,
         ],
     )
-    (record,) = train(config, out_dir=out, progress=False).steps
+
+
+def one_rl_step(checkpoint: str | Path, out: str | Path, **shape):
+    """Train ``rl_step_config(checkpoint, **shape)`` and return its one ``TrainStepRecord``."""
+    from pareto_bench.rl.trainer import train
+
+    (record,) = train(rl_step_config(checkpoint, **shape), out_dir=out, progress=False).steps
     return record

@@ -96,7 +96,7 @@ def train(
         raise FileNotFoundError(
             f"--resume {out}: no checkpoint to resume from ({checkpoint / TRAINER_STATE} is missing)"
         )
-    run = _Run.start(config, checkpoint if resume else None)
+    run = TrainingRun.start(config, checkpoint if resume else None)
     if run.world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_yaml(config))
@@ -110,7 +110,7 @@ def train(
     with progress_bar(f"train {config.name}", config.steps, enabled=progress and main) as bar:
         bar.advance(start_step)
         for step in range(start_step, config.steps):
-            record = _train_step(run, step)
+            record = train_step(run, step)
             if not math.isfinite(record.loss):
                 _save(out, run, step)  # the weights before this step are good
                 raise TrainingDiverged(
@@ -136,7 +136,7 @@ def train(
 
 
 @dataclass
-class _Run:
+class TrainingRun:
     """Everything a training run holds across steps."""
 
     config: TrainConfig
@@ -153,7 +153,7 @@ class _Run:
     budget: int
 
     @classmethod
-    def start(cls, config: TrainConfig, checkpoint: Path | None) -> _Run:
+    def start(cls, config: TrainConfig, checkpoint: Path | None) -> TrainingRun:
         world = World.from_env()
         device = resolve_device(config.device)
         world.start(device)
@@ -205,7 +205,7 @@ class _Run:
         return autocast(self.device, self.compute_dtype)
 
 
-def _train_step(run: _Run, step: int) -> TrainStepRecord:
+def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
     started = time.perf_counter()
     config, world, policy = run.config, run.world, run.policy
     rc, fc = config.rollout, config.filter
@@ -580,7 +580,7 @@ def _seed(*parts: int) -> int:
     return value
 
 
-def _save(out: Path, run: _Run, step: int) -> None:
+def _save(out: Path, run: TrainingRun, step: int) -> None:
     """Gather the full model and optimizer state (every rank takes part), then rank 0 writes a
     ``save_pretrained`` checkpoint to a temporary directory and swaps it in: a kill never leaves
     half of one. The optimizer state is saved whole, so a resume may use another world size."""
@@ -601,7 +601,7 @@ def _save(out: Path, run: _Run, step: int) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _evaluate_during_training(run: _Run, out: Path, step: int) -> None:
+def _evaluate_during_training(run: TrainingRun, out: Path, step: int) -> None:
     """Greedy evaluation at ``eval_thresholds``, the problems shared among the ranks."""
     config = run.config
     with run.decoding():
