@@ -86,6 +86,12 @@ class World:
         dist.all_gather_object(out, value)
         return out
 
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        if self.distributed:
+            dist.barrier()
+
     def share(self, items: Sequence[T]) -> list[int]:
         """Positions of ``items`` this rank handles: contiguous, as even as possible."""
         per, extra = divmod(len(items), self.size)

@@ -585,8 +585,14 @@ def _save(out: Path, run: TrainingRun, step: int) -> None:
     ``save_pretrained`` checkpoint to a temporary directory and swaps it in: a kill never leaves
     half of one. The optimizer state is saved whole, so a resume may use another world size."""
     model_state, optimizer_state = full_state_dicts(run.scorer, run.optimizer)
-    if not run.world.is_main:
-        return
+    if run.world.is_main:
+        _write_checkpoint(out, run, step, model_state, optimizer_state)
+    run.world.barrier()  # no rank reads the checkpoint before it is whole
+
+
+def _write_checkpoint(
+    out: Path, run: TrainingRun, step: int, model_state: dict, optimizer_state: dict
+) -> None:
     final = out / CHECKPOINT
     tmp = out / f".{CHECKPOINT}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

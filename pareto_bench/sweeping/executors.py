@@ -3,10 +3,15 @@
 - ``subprocess`` (default): a fresh Python process per trial. A crash, an OOM kill or a hang
   of the trial cannot take the sweep down, the timeout is a hard kill of the process group,
   and the child dies with its worker (so a SIGKILLed sweep leaves no orphan training).
+  With ``processes_per_trial`` (CPU, gloo) or ``gpus_per_trial`` above 1 the process is
+  ``torchrun``, and the trial trains and evaluates on every rank.
 - ``inprocess``: the body runs in the worker itself. Cheapest; the timeout is checked
   between RL steps only.
+- ``slurm`` (``pareto_bench.sweeping.slurm``): one SLURM job per trial, through submitit.
 
-Both raise ``TrialFailed`` with a one-line reason; anything else is a harness bug.
+Each executor declares its own options as a pydantic model, ``Options``; the spec's
+``executor`` section is checked against it. All raise ``TrialFailed`` with a one-line reason;
+anything else is a harness bug.
 """
 
 from __future__ import annotations
@@ -21,13 +26,18 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from pydantic import BaseModel, Field
+
+from pareto_bench.config import StrictModel
 from pareto_bench.records import EvalRecord, TrainStepRecord, from_dict, read_jsonl
 from pareto_bench.registry import Registry, lazy
 from pareto_bench.sweeping.trial import (
     DEFAULT_BODY,
     EVAL_FILE,
+    LOG_FILE,
+    SPEC_FILE,
     StepCallback,
     TrialFailed,
     TrialSpec,
@@ -41,6 +51,11 @@ __all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "SubprocessExecutor", "
 
 @runtime_checkable
 class Executor(Protocol):
+    """Registered executor classes take ``(body, options)``: the trial body ``"module:attr"``
+    and an instance of their ``Options`` model (the spec's executor-specific fields)."""
+
+    Options: ClassVar[type[BaseModel]]
+
     def run(self, spec: TrialSpec, on_step: StepCallback) -> list[EvalRecord]:
         """Run one trial and return its eval records; raise ``TrialFailed`` if it fails.
         ``on_step`` receives each RL step's record as it happens."""
@@ -48,16 +63,27 @@ class Executor(Protocol):
 
 
 EXECUTORS: Registry[Any] = Registry("executor")
+EXECUTORS.register("slurm", "pareto_bench.sweeping.slurm:SlurmExecutor")
 
 
-def make_executor(name: str, body: str = DEFAULT_BODY) -> Executor:
-    """The executor registered as ``name``, running the trial body ``"module:attr"``."""
-    return EXECUTORS.get(name)(body)
+def make_executor(
+    name: str, body: str = DEFAULT_BODY, options: dict[str, Any] | None = None
+) -> Executor:
+    """The executor registered as ``name``, running the trial body ``"module:attr"`` with its
+    own ``options`` (validated by its ``Options`` model)."""
+    executor = EXECUTORS.get(name)
+    return executor(body, executor.Options.model_validate(options or {}))
+
+
+class NoOptions(StrictModel):
+    pass
 
 
 @EXECUTORS.register("inprocess")
 class InProcessExecutor:
-    def __init__(self, body: str = DEFAULT_BODY) -> None:
+    Options = NoOptions
+
+    def __init__(self, body: str = DEFAULT_BODY, options: NoOptions | None = None) -> None:
         self.body = body
 
     def run(self, spec: TrialSpec, on_step: StepCallback) -> list[EvalRecord]:
@@ -77,20 +103,48 @@ class InProcessExecutor:
             raise TrialFailed(failure_reason(e), traceback.format_exc()) from e
 
 
+class SubprocessOptions(StrictModel):
+    processes_per_trial: int = Field(
+        1, ge=1, description="Processes per trial on CPUs (torchrun with gloo when above 1)."
+    )
+    gpus_per_trial: int = Field(
+        0, ge=0, description="GPUs per trial, one process each (torchrun with NCCL when above 1)."
+    )
+
+    @property
+    def processes(self) -> int:
+        return max(self.processes_per_trial, self.gpus_per_trial)
+
+
 @EXECUTORS.register("subprocess")
 class SubprocessExecutor:
-    """Runs ``python -m pareto_bench.sweeping.child BODY``: the spec goes in on stdin, events
-    (one JSON object per line: ``step``, then ``done`` or ``failed``) come back on stdout."""
+    """Runs ``python -m pareto_bench.sweeping.child BODY SPEC_FILE`` (under ``torchrun`` for
+    several processes): the spec is a JSON file in the trial directory, events (one JSON object
+    per line: ``step``, then ``done`` or ``failed``) come back on stdout, from rank 0 (and
+    ``failed`` from any rank)."""
 
+    Options = SubprocessOptions
     STDERR_TAIL_LINES = 40
 
-    def __init__(self, body: str = DEFAULT_BODY) -> None:
+    def __init__(self, body: str = DEFAULT_BODY, options: SubprocessOptions | None = None) -> None:
         self.body = body
+        self.options = options or SubprocessOptions()
+
+    def command(self, spec_file: str) -> list[str]:
+        child = ["-m", "pareto_bench.sweeping.child", self.body, spec_file]
+        if self.options.processes == 1:
+            return [sys.executable, *child]
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        return [*launcher, f"--nproc-per-node={self.options.processes}", *child]
 
     def run(self, spec: TrialSpec, on_step: StepCallback) -> list[EvalRecord]:
+        os.makedirs(spec.trial_dir, exist_ok=True)
+        spec_file = os.path.join(spec.trial_dir, SPEC_FILE)
+        with open(spec_file, "w") as f:
+            json.dump(spec.to_dict(), f)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pareto_bench.sweeping.child", self.body],
-            stdin=subprocess.PIPE,
+            self.command(spec_file),
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=_child_env(spec),
@@ -103,14 +157,15 @@ class SubprocessExecutor:
             threading.Thread(
                 target=_read_events, args=(proc.stdout, on_step, outcome), daemon=True
             ),
-            threading.Thread(target=stderr_tail.extend, args=(proc.stderr,), daemon=True),
+            threading.Thread(
+                target=_keep_log,
+                args=(proc.stderr, stderr_tail, os.path.join(spec.trial_dir, LOG_FILE)),
+                daemon=True,
+            ),
         ]
         for reader in readers:
             reader.start()
         try:
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps(spec.to_dict()))
-            proc.stdin.close()
             proc.wait(timeout=spec.timeout_s)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
@@ -142,6 +197,14 @@ class SubprocessExecutor:
         )
 
 
+def _keep_log(stream: Any, tail: collections.deque[str], path: str) -> None:
+    """The trial's stderr (every rank's, under torchrun) to ``trial.log``, and its tail."""
+    with open(path, "a") as log:
+        for line in stream:
+            log.write(line)
+            tail.append(line)
+
+
 def _read_events(stream: Any, on_step: StepCallback, outcome: dict[str, Any]) -> None:
     for line in stream:
         try:
@@ -153,7 +216,7 @@ def _read_events(stream: Any, on_step: StepCallback, outcome: dict[str, Any]) ->
                 on_step(from_dict(TrainStepRecord, event["record"]))
             except Exception as e:  # a display or tracking hiccup must not stop the stream
                 print(f"warning: step callback failed ({failure_reason(e)})", file=sys.stderr)
-        else:
+        elif outcome.get("event") != "failed":  # the first rank to fail names the cause
             outcome.update(event)
 
 
@@ -181,17 +244,26 @@ def _signal_name(returncode: int) -> str:
         return f"signal {-returncode}"
 
 
-def run_child(body_ref: str) -> int:
-    """The child side (``python -m pareto_bench.sweeping.child``): see SubprocessExecutor."""
+def run_child(body_ref: str, spec_file: str | None = None) -> int:
+    """The child side (``python -m pareto_bench.sweeping.child``): see SubprocessExecutor. The
+    spec comes from ``spec_file``, or from stdin without one."""
+    from pareto_bench.placement import World
+
     events = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything the body prints goes to stderr, never into the event stream
-    _die_with_parent()
+    world = World.from_env()
+    # Under torchrun the parent is its agent, which stops its ranks itself; its worker threads
+    # come and go, and a parent-death signal follows the thread that started the process.
+    _die_with_parent(kernel_signal=not world.distributed)
+    main = world.is_main
 
     def emit(event: dict[str, Any]) -> None:
-        events.write(json.dumps(event) + "\n")
+        if main or event["event"] == "failed":
+            events.write(json.dumps(event) + "\n")
 
     try:
-        spec = TrialSpec.from_dict(json.loads(sys.stdin.read()))
+        with open(spec_file) if spec_file else contextlib.nullcontext(sys.stdin) as source:
+            spec = TrialSpec.from_dict(json.loads(source.read()))
         execute(lazy(body_ref)(), spec, lambda r: emit({"event": "step", "record": _as_dict(r)}))
     except BaseException as e:
         emit({"event": "failed", "reason": failure_reason(e), "detail": traceback.format_exc()})
@@ -206,16 +278,17 @@ def _as_dict(record: TrainStepRecord) -> dict[str, Any]:
     return to_dict(record)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(kernel_signal: bool = True) -> None:
     """Exit when the worker dies, even by SIGKILL: the kernel's parent-death signal where
-    Linux offers it, and a watchdog on the parent pid everywhere."""
+    Linux offers it (``kernel_signal``), and a watchdog on the parent pid everywhere."""
     parent = os.getppid()
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if kernel_signal:
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
 

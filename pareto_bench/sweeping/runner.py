@@ -159,7 +159,7 @@ class Sweep:
             coordinator=not options.worker,
             on_setup=lambda s: mark_parent_pending(s, tracker.uri),
         )
-        executor = make_executor(spec.executor.name, spec.executor.body)
+        executor = make_executor(spec.executor.name, spec.executor.body, spec.executor.model_extra)
         sweep = cls(spec, options, out, study, tracker, executor)
         sweep._catch_up_records()
         return sweep

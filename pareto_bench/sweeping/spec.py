@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pareto_bench.config import ConfigError, StrictModel, build, parse_override, read_yaml
 from pareto_bench.placement import DEVICE_HELP, DEVICE_PATTERN, DTYPE_HELP, DtypeName
@@ -182,9 +182,18 @@ class SamplerSpec(StrictModel):
 
 
 class ExecutorSpec(StrictModel):
+    """The fields every executor shares. An executor's own options (``processes_per_trial``,
+    SLURM's ``partition``...) sit beside them and are validated by the options model it
+    declares (``Executor.Options``), so a new executor needs no edit here."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
     name: str = Field(
         "subprocess",
-        description="Where a trial runs: 'subprocess' (isolated, hard timeout) or 'inprocess'.",
+        description=(
+            "Where a trial runs: 'subprocess' (isolated, hard timeout; torchrun for several "
+            "processes), 'inprocess', or 'slurm' (one SLURM job per trial, through submitit)."
+        ),
     )
     body: str = Field(
         DEFAULT_BODY,
@@ -355,6 +364,20 @@ def _split_param_path(space: dict[str, Any], parts: list[str]) -> tuple[str, str
     return joined, None
 
 
+def _check_executor_options(executor: Any, spec: ExecutorSpec, source: str) -> None:
+    """The executor's own options, checked by the model it declares."""
+    options = executor.Options
+    try:
+        options.model_validate(spec.model_extra or {})
+    except ValidationError as e:
+        error = e.errors()[0]
+        field = ".".join(str(part) for part in error["loc"])
+        known = ", ".join(options.model_fields) or "none"
+        raise ConfigError(
+            f"{source}: field 'executor.{field}': {error['msg']} (executor {spec.name!r} takes: {known})"
+        ) from None
+
+
 def check_spec(spec: SweepSpec, source: str) -> None:
     """Cross-field checks that pydantic cannot express, each naming the field and the fix."""
     from pareto_bench.sweeping.executors import EXECUTORS
@@ -379,6 +402,7 @@ def check_spec(spec: SweepSpec, source: str) -> None:
         _check_registered(TASKS, task, f"{source}: field 'eval.tasks.{index}'")
     _check_registered(SAMPLERS, spec.sampler.name, f"{source}: field 'sampler.name'")
     _check_registered(EXECUTORS, spec.executor.name, f"{source}: field 'executor.name'")
+    _check_executor_options(EXECUTORS.get(spec.executor.name), spec.executor, source)
     if isinstance(spec.objectives, str) and spec.objectives not in OBJECTIVE_PRESETS:
         raise ConfigError(
             f"{source}: field 'objectives': unknown preset {spec.objectives!r}; use one of "

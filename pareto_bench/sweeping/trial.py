@@ -30,6 +30,8 @@ __all__ = [
     "train_and_evaluate",
 ]
 EVAL_FILE = "eval.jsonl"
+SPEC_FILE = "trial_spec.json"
+LOG_FILE = "trial.log"  # the trial process's stderr
 TRAIN_FILE = "train.jsonl"
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoint"
@@ -91,12 +93,18 @@ def failure_reason(error: BaseException) -> str:
 
 
 def execute(body: TrialBody, spec: TrialSpec, on_step: StepCallback) -> list[EvalRecord]:
-    """Run ``body`` and write its records to ``eval.jsonl``; errors propagate unchanged."""
+    """Run ``body`` and write its records to ``eval.jsonl`` (rank 0 of a torchrun trial);
+    errors propagate unchanged."""
+    from pareto_bench.placement import World
+
+    main = World.from_env().is_main
     trial_dir = Path(spec.trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
-    (trial_dir / EVAL_FILE).unlink(missing_ok=True)  # a re-run trial number starts clean
+    if main:
+        (trial_dir / EVAL_FILE).unlink(missing_ok=True)  # a re-run trial number starts clean
     records = body(spec, on_step)
-    append_jsonl(trial_dir / EVAL_FILE, records)
+    if main:
+        append_jsonl(trial_dir / EVAL_FILE, records)
     return records
 
 
@@ -105,11 +113,13 @@ def execute(body: TrialBody, spec: TrialSpec, on_step: StepCallback) -> list[Eva
 
 def train_and_evaluate(spec: TrialSpec, on_step: StepCallback) -> list[EvalRecord]:
     """Train with ``spec.config`` (unless this is the base-model baseline), then evaluate the
-    checkpoint on every task at every threshold."""
+    checkpoint on every task at every threshold. Under torchrun every rank trains and the
+    problems are shared among the ranks."""
     import torch
 
-    from pareto_bench.evaluate import evaluate
+    from pareto_bench.evaluate import evaluate_sharded
     from pareto_bench.models import load_model
+    from pareto_bench.placement import World, resolve_device
     from pareto_bench.rl.config import TrainConfig
     from pareto_bench.rl.trainer import train
     from pareto_bench.tasks import get_task
@@ -121,15 +131,19 @@ def train_and_evaluate(spec: TrialSpec, on_step: StepCallback) -> list[EvalRecor
         config = TrainConfig.model_validate(spec.config)
         result = train(config, out_dir=spec.trial_dir, on_step=on_step, progress=False)
         model_ref = result.checkpoint_dir
-    model = load_model(model_ref, device=spec.device, dtype=spec.dtype)
+    world = World.from_env()
+    device = resolve_device(spec.device)
+    world.start(device)
+    model = load_model(model_ref, device=device, dtype=spec.dtype)
     model.model.eval()
     records: list[EvalRecord] = []
     with torch.no_grad():
         for task_name in spec.tasks:
-            records += evaluate(
+            records += evaluate_sharded(
                 model,
                 get_task(task_name),
                 spec.thresholds,
+                world,
                 limit=spec.limit,
                 data_dir=spec.data_dir,
                 batch_size=spec.batch_size,
