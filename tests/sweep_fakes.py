@@ -9,7 +9,8 @@ see the same settings as the test that started them:
 - ``PB_FAKE_FAIL``: comma-separated trial numbers that raise;
 - ``PB_FAKE_NAN``: comma-separated trial numbers whose loss diverges;
 - ``PB_FAKE_STARTED``: a directory where each trial appends its pid to ``<number>.started``
-  when it begins (one line per start, so a trial run twice shows).
+  when it begins (one line per start, so a trial run twice shows), and writes the worker slot
+  it ran in to ``<number>.slot``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def quick_body(spec, on_step):
         Path(started).mkdir(parents=True, exist_ok=True)
         with (Path(started) / f"{spec.number}.started").open("a") as f:
             f.write(f"{os.getpid()}\n")
+        (Path(started) / f"{spec.number}.slot").write_text(os.environ.get("PARETO_BENCH_SLOT", "0"))
     trial_dir = Path(spec.trial_dir)
     if spec.config is not None:
         (trial_dir / "config.yaml").write_text(yaml.safe_dump(spec.config))

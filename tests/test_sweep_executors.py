@@ -98,3 +98,34 @@ def test_a_sweep_with_two_processes_per_trial_runs_end_to_end(tmp_path: Path) ->
         assert len(read_jsonl(trial_dir / "train.jsonl", TrainStepRecord)) == 1
         evals = read_jsonl(trial_dir / "eval.jsonl", EvalRecord)
         assert [(e.threshold, e.num_samples) for e in evals] == [(0.5, 4), (0.9, 4)]
+
+
+def test_a_sweep_with_two_workers_runs_trials_in_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """executor.workers 2: the sweep starts one more worker on its study; both run trials,
+    and every trial runs once."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))
+    monkeypatch.setenv("PB_FAKE_STARTED", str(tmp_path / "started"))
+    monkeypatch.setenv("PB_FAKE_STEP_S", "0.5")
+    spec = load_spec(
+        TINY,
+        [
+            "executor.body=sweep_fakes:quick_body",
+            "executor.name=subprocess",
+            "executor.workers=2",
+            "trials=4",
+            "baselines=[]",
+        ],
+    )
+    run_sweep(
+        spec, SweepOptions(spec_path=TINY, out_dir=Path("out"), progress=False, tracking_uri="none")
+    )
+    trials = rows(tmp_path / "out")
+    assert sorted(trials) == [0, 1, 2, 3]
+    assert all(t.state == "COMPLETE" for t in trials.values())
+    started = tmp_path / "started"
+    assert all(len((started / f"{n}.started").read_text().split()) == 1 for n in range(4))
+    assert {(started / f"{n}.slot").read_text() for n in range(4)} == {"0", "1"}
+    assert (tmp_path / "out" / "worker-1.log").is_file()

@@ -116,6 +116,19 @@ class SubprocessOptions(StrictModel):
         return max(self.processes_per_trial, self.gpus_per_trial)
 
 
+SLOT_ENV = "PARETO_BENCH_SLOT"  # which of a machine's concurrent trial slots a worker owns
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may use: CUDA_VISIBLE_DEVICES, else every device torch sees."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g for g in listed.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
 @EXECUTORS.register("subprocess")
 class SubprocessExecutor:
     """Runs ``python -m pareto_bench.sweeping.child BODY SPEC_FILE`` (under ``torchrun`` for
@@ -129,6 +142,20 @@ class SubprocessExecutor:
     def __init__(self, body: str = DEFAULT_BODY, options: SubprocessOptions | None = None) -> None:
         self.body = body
         self.options = options or SubprocessOptions()
+
+    def slots(self, threads: int | None) -> int:
+        """How many trials fit on this machine at once."""
+        if self.options.gpus_per_trial:
+            return max(1, len(visible_gpus()) // self.options.gpus_per_trial)
+        return max(1, (os.cpu_count() or 1) // (self.options.processes * (threads or 1)))
+
+    def slot_env(self) -> dict[str, str]:
+        """This worker's slot's GPUs (its trials see only those)."""
+        if not self.options.gpus_per_trial:
+            return {}
+        g = self.options.gpus_per_trial
+        slot = int(os.environ.get(SLOT_ENV, "0"))
+        return {"CUDA_VISIBLE_DEVICES": ",".join(visible_gpus()[slot * g : (slot + 1) * g])}
 
     def command(self, spec_file: str) -> list[str]:
         child = ["-m", "pareto_bench.sweeping.child", self.body, spec_file]
@@ -147,7 +174,7 @@ class SubprocessExecutor:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_child_env(spec),
+            env={**_child_env(spec), **self.slot_env()},
             start_new_session=True,  # its own process group, killed as a whole on timeout
             text=True,
         )

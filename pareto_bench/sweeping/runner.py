@@ -17,6 +17,9 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -29,7 +32,7 @@ from typing import Any, TypeVar
 from pareto_bench.config import ConfigError
 from pareto_bench.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
 from pareto_bench.sweeping import layout
-from pareto_bench.sweeping.executors import Executor, make_executor
+from pareto_bench.sweeping.executors import SLOT_ENV, Executor, make_executor
 from pareto_bench.sweeping.outdir import SweepDir, sweep_info
 from pareto_bench.sweeping.progress import Snapshot, SweepDisplay, best_records
 from pareto_bench.sweeping.resolve import preflight, resolve_trial_config
@@ -106,7 +109,20 @@ def default_out_dir(spec: SweepSpec) -> Path:
 
 
 def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepResult:
-    return Sweep.open(spec, options).run()
+    """Run (or join) a sweep. A coordinator with ``executor.workers`` above 1 starts that many
+    minus one more worker processes on its study (each with its own slot of GPUs), runs trials
+    itself, and waits for them."""
+    sweep = Sweep.open(spec, options)
+    helpers = [] if options.worker else sweep.start_helpers()
+    try:
+        return sweep.run()
+    except BaseException:
+        for helper in helpers:
+            helper.terminate()
+        raise
+    finally:
+        for helper in helpers:
+            helper.wait()
 
 
 class Sweep:
@@ -163,6 +179,34 @@ class Sweep:
         sweep = cls(spec, options, out, study, tracker, executor)
         sweep._catch_up_records()
         return sweep
+
+    def workers(self) -> int:
+        wanted = self.spec.executor.workers
+        if wanted != "auto":
+            return int(wanted)
+        slots = getattr(self.executor, "slots", None)
+        return slots(self.spec.executor.threads) if slots is not None else 1
+
+    def start_helpers(self) -> list[subprocess.Popen[bytes]]:
+        """Worker processes for the slots beyond this one's, logging to ``worker-<slot>.log``."""
+        command = [sys.executable, "-m", "pareto_bench", "sweep", str(self.out.spec_yaml)]
+        command += ["--worker", "--out", str(self.out.root), "--no-progress"]
+        command += ["--tracking-uri", self.tracker.uri]
+        if self.options.storage:
+            command += ["--storage", self.options.storage]
+        if self.options.trials is not None:
+            command += ["--trials", str(self.options.trials)]
+        helpers = []
+        for slot in range(1, self.workers()):
+            log = (self.out.root / f"worker-{slot}.log").open("ab")
+            env = {**os.environ, SLOT_ENV: str(slot)}
+            helpers.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+            log.close()
+        if helpers:
+            self.display.note(
+                f"{len(helpers)} more worker(s) on this machine: {self.out.root}/worker-*.log"
+            )
+        return helpers
 
     # -- the loop -----------------------------------------------------------------------
 

@@ -209,6 +209,14 @@ class ExecutorSpec(StrictModel):
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads per trial; None lets torch choose."
     )
+    workers: int | Literal["auto"] = Field(
+        1,
+        description=(
+            "Trials at once on this machine: the sweep starts workers-1 more worker processes on "
+            "its study. 'auto': floor(GPUs / gpus_per_trial) with GPUs, else floor(cores / "
+            "(processes_per_trial x threads)); each worker's trials get their own GPUs."
+        ),
+    )
     heartbeat_s: float = Field(
         30.0, gt=0, description="How often a worker marks its running trial as alive."
     )
