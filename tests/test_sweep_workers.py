@@ -26,7 +26,12 @@ from pareto_bench.tracking import PARENT_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("pareto-bench"))
-FAKE = ["--set", "executor.body=sweep_fakes:quick_body", "--set", "executor.name=subprocess"]
+# One worker per sweep process: these tests start the extra workers themselves.
+FAKE = [
+    "--set", "executor.body=sweep_fakes:quick_body",
+    "--set", "executor.name=subprocess",
+    "--set", "executor.workers=1",
+]  # fmt: skip
 
 
 def sweep_command(out: Path, *extra: str) -> list[str]:

@@ -35,6 +35,7 @@ def _overrides(trials: int, steps: int | None, threads: int, extra: list[str]) -
         f"trials={trials}",
         "baselines=[]",  # every measured trial costs the same
         f"executor.threads={threads}",
+        "executor.workers=1",  # the bench starts the workers it measures
     ]
     return overrides + ([f"train.steps={steps}"] if steps else [])
 

@@ -132,9 +132,8 @@ def train_and_evaluate(spec: TrialSpec, on_step: StepCallback) -> list[EvalRecor
         result = train(config, out_dir=spec.trial_dir, on_step=on_step, progress=False)
         model_ref = result.checkpoint_dir
     world = World.from_env()
-    device = resolve_device(spec.device)
-    world.start(device)
-    model = load_model(model_ref, device=device, dtype=spec.dtype)
+    world.start(resolve_device(spec.device))
+    model = load_model(model_ref, device=spec.device, dtype=spec.dtype)
     model.model.eval()
     records: list[EvalRecord] = []
     with torch.no_grad():
