@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from pareto_bench.cli import app
@@ -67,3 +68,36 @@ def test_pretrain_tiny_runs_a_few_steps_and_saves_a_loadable_checkpoint(tmp_path
     assert result.exit_code == 0, result.output
     lm = load_model(out)
     assert lm.block_size == 8 and lm.mask_id == lm.tokenizer.mask_token_id
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "--task", "synthetic", "--model", "MISSING"],
+        ["decode", "--model", "MISSING", "--prompt", "1,2,3,4:"],
+        ["train", "trainers/lightningrl.yaml", "--model", "MISSING", "--steps", "1"],
+    ],
+    ids=["eval", "decode", "train"],
+)
+def test_a_missing_checkpoint_is_one_line_and_exit_2(tmp_path, args):
+    """As a user sees it: the installed command, stderr one line naming the path and the fix."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).with_name("pareto-bench"))
+    missing = str(tmp_path / "no-such-checkpoint")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [cli, *[missing if a == "MISSING" else a for a in args], "--out", str(tmp_path / "out")]
+        if args[0] != "decode"
+        else [cli, *[missing if a == "MISSING" else a for a in args]],
+        capture_output=True,
+        text=True,
+        cwd=root,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: checkpoint {missing}: no such directory (pass --model tiny or a checkpoint directory)"
+    ]
+    assert not (tmp_path / "out").exists()  # nothing written before the error

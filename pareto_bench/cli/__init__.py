@@ -68,9 +68,18 @@ def resolve_placement(device: str, dtype: str) -> tuple[torch.device, torch.dtyp
         raise UserError(f"--{e}".replace("use device=", "use --device ")) from None
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """USER_ERRORS plus the checkpoint error, once the model code is loaded (it needs torch,
+    which ``--help`` should not pay for; an error of a module not loaded cannot be raised)."""
+    base = sys.modules.get("pareto_bench.models.base")
+    return USER_ERRORS + ((base.CheckpointError,) if base is not None else ())
+
+
 def main() -> None:
     try:
         app()
-    except USER_ERRORS as e:
+    except Exception as e:
+        if not isinstance(e, user_errors()):
+            raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
