@@ -212,7 +212,7 @@ def attacks(parent_pid: int, port: int, outside_file: Path) -> dict[str, str]:
         "write_into_the_repo": _d(f"""
             import os
             try:
-                open(os.path.join({str(Path(__file__).resolve().parent)!r}, "pwned.py"), "w").write("x")
+                open(os.path.join({str(code_dir())!r}, "pwned.py"), "w").write("x")
             except Exception:
                 pass
             """)
@@ -450,9 +450,17 @@ def test_writing_outside_the_work_directory_fails_and_writes_nothing(judged):
     assert not judged["outside"].exists()
 
 
+def code_dir() -> Path:
+    """Code a sample must not write into: this checkout's tests, or, when the checkout lies in
+    /tmp (the sample's own, private /tmp hides it, so a write there lands nowhere and proves
+    nothing), the standard library, which lies outside every writable place of the sandbox."""
+    here = Path(__file__).resolve().parent
+    return here if not here.is_relative_to("/tmp") else Path(os.__file__).resolve().parent
+
+
 def test_writing_into_the_repository_fails_and_writes_nothing(judged):
     _fails(judged, "write_into_the_repo", Status.ESCAPE)
-    assert not (Path(__file__).resolve().parent / "pwned.py").exists()
+    assert not (code_dir() / "pwned.py").exists()
 
 
 def test_network_access_fails_and_nothing_arrives(judged):
