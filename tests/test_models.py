@@ -132,3 +132,34 @@ def test_char_tokenizer_round_trips_through_transformers(tmp_path):
     )
     assert len(loaded.encode(text, add_special_tokens=False)) == len(text)
     assert loaded.decode(loaded.encode(text, add_special_tokens=False)) == text
+
+
+def test_a_hub_name_loads_from_the_local_hugging_face_cache(tmp_path, monkeypatch):
+    """`--model org/name` as transformers users expect: the snapshot that refs/main names in
+    $HF_HOME/hub, laid out here as `hf download` leaves it, offline."""
+    import importlib
+
+    import huggingface_hub.constants
+
+    commit = "0" * 40
+    repo = tmp_path / "hf" / "hub" / "models--JetLM--SDAR-tiny-test"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    original = write_sdar_checkpoint(repo / "snapshots" / commit)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    importlib.reload(huggingface_hub.constants)
+    try:
+        lm = load_model("JetLM/SDAR-tiny-test")
+        ids = torch.tensor([[3, 4, 5, 6]])
+        with torch.no_grad():
+            assert torch.allclose(lm.model(ids).logits, original(ids).logits, atol=1e-5)
+        with pytest.raises(
+            CheckpointError,
+            match=r"not in the Hugging Face cache .*hf.*hub.*hf download JetLM/absent",
+        ):
+            load_model("JetLM/absent")
+    finally:
+        monkeypatch.undo()
+        importlib.reload(huggingface_hub.constants)

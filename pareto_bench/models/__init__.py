@@ -1,11 +1,13 @@
 """Models: loading checkpoints as block-wise diffusion LMs.
 
 ``load_model("tiny")`` loads the shipped tiny model; any other spec is a checkpoint directory
-(Qwen3/Qwen2/Llama, or SDAR layout).
+(Qwen3/Qwen2/Llama, or SDAR layout) or a Hugging Face Hub name (``JetLM/SDAR-1.7B-Chat``)
+found in the local Hugging Face cache (``HF_HOME``, ``HF_HUB_CACHE``), as transformers finds it.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -21,6 +23,7 @@ __all__ = [
     "build_tiny",
     "load_checkpoint",
     "load_model",
+    "resolve_checkpoint",
 ]
 
 
@@ -42,4 +45,29 @@ def load_model(
         lm = load_checkpoint(SHIPPED_TINY, block_size=block_size, dtype=dtype, device=device)
         lm.name = "tiny"
         return lm
-    return load_checkpoint(spec, block_size=block_size, dtype=dtype, device=device)
+    return load_checkpoint(
+        resolve_checkpoint(spec), block_size=block_size, dtype=dtype, device=device
+    )
+
+
+HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_checkpoint(spec: str | Path) -> Path:
+    """A checkpoint directory, or a Hub name's snapshot in the local Hugging Face cache. Nothing
+    is downloaded (weights are fetched elsewhere and the cache copied in); a name that is not
+    cached is an error that names the cache and the command that fills it."""
+    path = Path(spec)
+    if path.exists() or not HUB_NAME.match(str(spec)):
+        return path
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(spec), local_files_only=True))
+    except LocalEntryNotFoundError:
+        raise CheckpointError(
+            f"checkpoint {spec}: not a directory, and not in the Hugging Face cache "
+            f"{constants.HF_HUB_CACHE}; on a machine with internet run `hf download {spec}` and "
+            f"copy its cache there (or set HF_HOME), or pass a checkpoint directory"
+        ) from None
