@@ -1,7 +1,7 @@
 """Where a model runs and in which precision: the one owner of the ``device`` and ``dtype`` options.
 
 ``device``: ``auto`` (this process's GPU when there is one, else the CPU), ``cpu``, ``cuda`` or
-``cuda:N``. Under torchrun, ``auto`` takes the GPU of ``LOCAL_RANK``.
+``cuda:N``. Under torchrun (srun), ``auto`` takes the GPU of ``LOCAL_RANK`` (``SLURM_LOCALID``).
 ``dtype``: ``auto`` (bf16 on a GPU, fp32 on the CPU), ``float32`` or ``bfloat16``.
 
 ``World``: the processes that torchrun (or srun) launched, read from the launcher's environment
@@ -117,7 +117,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+        return torch.device("cuda", int(local))
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():

@@ -21,9 +21,8 @@ from torch import nn
 
 from pareto_bench.placement import World
 
-SCORER_PREFIX = (
-    "model."  # state-dict keys of a likelihood.Scorer: its model is the attribute ``model``
-)
+# State-dict keys of a likelihood.Scorer start with its attribute ``model``.
+SCORER_PREFIX = "model."
 
 
 def resolve_parallel(parallel: str, world: World, device: torch.device) -> str:
