@@ -15,7 +15,10 @@ The semantics are DESIGN.md "Decoding". In short, for each prompt of length P:
 Batching: every sequence keeps its own positions, so a batch is laid out in *slots*. Slots
 ``[0, Lp)`` hold each prompt's complete blocks, left-padded; then every decoding round appends
 ``b`` slots per sequence, holding that sequence's next block. Position ids and a per-sequence
-validity mask make the batched result identical to decoding each prompt alone.
+validity mask make the batched computation the same as decoding each prompt alone. The results
+are identical in float64 (tested on random models) and, for the shipped tiny model in float32,
+on all 500 held-out problems at every README threshold (tested). In bf16, rounding that depends
+on the batch's shape can flip a near-threshold commit: on tiny, 1 problem in 500 at tau 0.5.
 """
 
 from __future__ import annotations

@@ -230,3 +230,24 @@ def test_bad_arguments_are_rejected(random_tiny):
         run(random_tiny, PROMPTS, strategy="greedy")
     with pytest.raises(ValueError, match="prompt"):
         run(random_tiny, [[]])
+
+
+@pytest.mark.slow
+def test_batched_equals_unbatched_on_the_shipped_model_in_float32():
+    """The precision users run: tiny in float32, all 500 held-out problems, every threshold of
+    the README's table, batch 32 against one problem at a time, sample for sample."""
+    from pareto_bench.evaluate import evaluate
+    from pareto_bench.models import load_model
+    from pareto_bench.tasks.synthetic import SyntheticTask
+
+    lm = load_model("tiny", device="cpu", dtype="float32")
+    thresholds = [0.3, 0.5, 0.7, 0.9, 0.95, 1.01]
+    batched, alone = (
+        evaluate(lm, SyntheticTask(), thresholds, batch_size=size, progress=False)
+        for size in (32, 1)
+    )
+    for a, b in zip(batched, alone, strict=True):
+        assert len(a.samples) == 500
+        assert [(s.response, s.num_forwards) for s in a.samples] == [
+            (s.response, s.num_forwards) for s in b.samples
+        ], a.threshold

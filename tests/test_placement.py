@@ -246,7 +246,12 @@ def test_bad_spec_placement_names_the_field(tmp_path, changes, expected):
         assert fragment in message
 
 
-def test_placement_is_not_part_of_the_study_identity(tmp_path):
+def test_the_study_identity_keeps_what_can_change_results(tmp_path):
+    """The device never changes results, nor float32 batching; bf16 batching can, so a bf16
+    study keeps its dtype and eval batch size in its identity."""
     default = spec_identity(load_spec(write_spec(tmp_path)))
-    placed = spec_identity(load_spec(write_spec(tmp_path, device="cpu", dtype="bfloat16")))
-    assert default == placed and "device" not in placed and "dtype" not in placed
+    on_cpu = spec_identity(load_spec(write_spec(tmp_path, device="cpu", dtype="float32")))
+    assert default == on_cpu and "device" not in on_cpu and "dtype" not in on_cpu
+    assert "batch_size" not in on_cpu["eval"]
+    bf16 = spec_identity(load_spec(write_spec(tmp_path, device="cpu", dtype="bfloat16")))
+    assert bf16 != default and bf16["dtype"] == "bfloat16" and "batch_size" in bf16["eval"]
