@@ -25,6 +25,7 @@ from pareto_bench.sweeping.study import process_alive
 from pareto_bench.tracking import PARENT_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "sweeps" / "tiny.yaml"
 CLI = str(Path(sys.executable).with_name("pareto-bench"))
 # One worker per sweep process: these tests start the extra workers themselves.
 FAKE = [
@@ -332,9 +333,41 @@ def postgres_url() -> Iterator[str]:
 @pytest.mark.slow
 def test_two_workers_share_one_postgres_study(tmp_path: Path, postgres_url: str) -> None:
     results = _run_two_workers(tmp_path, ["--storage", postgres_url])
-    assert sum(_ran(r) for r in results) == 7
+    assert sum(_ran(r) for r in results) == 7 and all(_ran(r) >= 1 for r in results)
     assert not (tmp_path / "out" / "study.journal").exists()  # the study lives in PostgreSQL
     study = optuna.load_study(study_name="tiny", storage=postgres_url)
     _check_shared_study(
         tmp_path, last_rows(tmp_path / "out"), study, 7, f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     )
+
+
+def test_a_trial_whose_remote_worker_went_silent_is_failed_and_retried(tmp_path: Path) -> None:
+    """A RUNNING trial owned by a worker on another machine, whose heartbeat is older than
+    executor.stale_after_s, is failed with the reason and re-enqueued when a worker looks."""
+    from pareto_bench.sweep import SweepOptions, load_spec, run_sweep
+    from pareto_bench.sweeping.study import HEARTBEAT, WORKER
+
+    overrides = [
+        "executor.body=sweep_fakes:quick_body",
+        "executor.name=inprocess",
+        "baselines=[]",
+        "executor.stale_after_s=5",
+    ]
+    out = tmp_path / "out"
+
+    def sweep(trials: int) -> None:
+        spec = load_spec(TINY, [*overrides, f"trials={trials}"])
+        options = SweepOptions(spec_path=TINY, out_dir=out, progress=False, tracking_uri="none")
+        run_sweep(spec, options)
+
+    sweep(1)
+    study = journal_study(out)
+    silent = study.ask()  # what a worker elsewhere left behind: a running trial
+    silent.set_user_attr(WORKER, {"host": "elsewhere", "pid": 4242, "start": "0"})
+    silent.set_user_attr(HEARTBEAT, time.time() - 60)
+    sweep(2)
+    rows = [r for r in read_jsonl(out / "trials.jsonl", TrialRecord) if r.number == silent.number]
+    assert rows[-1].state == "FAIL"
+    assert rows[-1].failure_reason.startswith("killed: no heartbeat from elsewhere:4242 for 6")
+    states = [t.state.name for t in journal_study(out).trials]
+    assert states.count("COMPLETE") == 2 and states[silent.number] == "FAIL"
