@@ -313,3 +313,24 @@ def test_compare_unpaired_and_without_samples():
     assert "no CI" in str(no_ci.aup_diff)
     with pytest.raises(ValueError, match="share no task"):
         F.compare(a, make_curve("other", [(0.9, 0.5, 2.0)], problems=5))
+
+
+def test_aup_on_a_multi_point_curve_equals_the_hand_computed_d3llm_value():
+    """(TPF, acc) = (2, 90), (3, 88), (4, 86), (5, 80) with y_max 92 and alpha 3, by hand:
+    - the 5-point drop: 80 < 90 - 5, so (5, 80) is left out;
+    - W(y) = exp(-3 (1 - y/92)): W(90) = 0.93686378, W(88) = 0.87771373, W(86) = 0.82229820;
+    - AUP = 2*90 + 1*(88 W(88) + 90 W(90))/2 + 1*(86 W(86) + 88 W(88))/2
+          = 180 + (77.238809 + 84.317740)/2 + (70.717645 + 77.238809)/2 = 334.756501."""
+    points = [(3.0, 88.0), (5.0, 80.0), (2.0, 90.0), (4.0, 86.0)]  # any order
+    assert F.aup(points, y_max=92.0) == pytest.approx(334.756501, abs=1e-6)
+
+
+def test_aup_with_tied_tpf_and_accuracy_above_y_max():
+    # Two points at the lowest TPF: y_1 is the better one (90); the tie adds a zero-width
+    # trapezoid, and the next one starts from the tied point below it (86):
+    # 2*90 + 0 + 1*(88 W(88) + 86 W(86))/2 = 180 + (77.238809 + 70.717645)/2 = 253.978227.
+    assert F.aup([(2.0, 86.0), (2.0, 90.0), (3.0, 88.0)], y_max=92.0) == pytest.approx(
+        253.978227, abs=1e-6
+    )
+    # Above y_max the weight is capped at 1: 1*95 + 1*(93 + 95)/2 = 189.
+    assert F.aup([(1.0, 95.0), (2.0, 93.0)], y_max=92.0) == pytest.approx(189.0)
