@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -38,7 +40,7 @@ def test_decode_on_cuda_in_bf16():
 
 def test_one_rl_step_on_cuda_in_bf16_keeps_fp32_master_weights(tmp_path):
     config = load_recipe(
-        "trainers/lightningrl.yaml",
+        Path(__file__).resolve().parents[1] / "trainers" / "lightningrl.yaml",
         [
             "steps=1",
             "eval_every=0",

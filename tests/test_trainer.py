@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from pareto_bench.rl import trainer as trainer_module
 from pareto_bench.rl.config import load_recipe
 from pareto_bench.rl.trainer import TrainingDiverged, train
 
+TRAINERS = Path(__file__).resolve().parents[1] / "trainers"  # tests run from any directory
 SMALL = [
     "rollout.prompts_per_step=2",
     "rollout.group_size=4",
@@ -25,7 +27,7 @@ SMALL = [
 
 
 def small_config(*extra: str, steps: int = 2):
-    return load_recipe("trainers/lightningrl.yaml", [*SMALL, f"steps={steps}", *extra])
+    return load_recipe(TRAINERS / "lightningrl.yaml", [*SMALL, f"steps={steps}", *extra])
 
 
 def test_one_step_changes_every_trainable_parameter(tmp_path):
@@ -103,7 +105,7 @@ def test_training_records_every_metric(tmp_path):
 def test_recipes_run_from_the_cli(tmp_path, recipe):
     args = [
         "train",
-        f"trainers/{recipe}.yaml",
+        str(TRAINERS / f"{recipe}.yaml"),
         "--model",
         "tiny",
         "--steps",
