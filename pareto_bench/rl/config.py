@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from pareto_bench.config import StrictModel, load
+from pareto_bench.config import ConfigError, StrictModel, load, resolve_named_file
 from pareto_bench.placement import DEVICE_HELP, DEVICE_PATTERN, DTYPE_HELP, DtypeName
 
 TpfNorm = Literal["zscore", "minmax", "raw", "none"]
@@ -345,9 +345,15 @@ class TrainConfig(StrictModel):
 
 
 def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
-    """A recipe YAML (optional) plus ``key=value`` overrides -> a validated ``TrainConfig``.
+    """A recipe YAML (optional; a path, or a name in trainers/ of the cwd or the source checkout)
+    plus ``key=value`` overrides -> a validated ``TrainConfig``.
 
     Raises ``pareto_bench.config.ConfigError`` naming the file, the dotted field and the fix;
     an unknown key names the closest valid one.
     """
+    if path is not None:
+        try:
+            path = resolve_named_file(path, "trainers", what="trainer recipe")
+        except FileNotFoundError as e:
+            raise ConfigError(f"{path}: no such file ({e})") from None
     return load(TrainConfig, path, overrides)

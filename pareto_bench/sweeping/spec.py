@@ -16,7 +16,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pareto_bench.config import ConfigError, StrictModel, build, parse_override, read_yaml
+from pareto_bench.config import (
+    ConfigError,
+    StrictModel,
+    build,
+    parse_override,
+    read_yaml,
+    resolve_named_file,
+)
 from pareto_bench.placement import DEVICE_HELP, DEVICE_PATTERN, DTYPE_HELP, DtypeName
 
 # Objective keys are ``{task}/{metric}``; ``mean`` averages a metric over the eval tasks.
@@ -522,35 +529,6 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- file lookup
-
-
-def _search_roots(anchor: Path | None) -> list[Path]:
-    import pareto_bench
-
-    roots = [Path.cwd()]
-    if anchor is not None:
-        roots += [anchor.parent, anchor.parent.parent]
-    roots.append(Path(pareto_bench.__file__).resolve().parent.parent)  # a source checkout
-    return list(dict.fromkeys(r.resolve() for r in roots))
-
-
-def resolve_named_file(
-    name_or_path: str | Path, folder: str, *, anchor: Path | None = None, what: str
-) -> Path:
-    """A YAML path as given, or ``<folder>/<name>.yaml`` in the cwd, beside ``anchor`` or in
-    the source checkout. Raises ``FileNotFoundError`` naming every place it looked."""
-    given = Path(name_or_path)
-    if given.is_file():
-        return given
-    candidates = []
-    for root in _search_roots(anchor):
-        for name in (given, Path(folder) / given, Path(folder) / f"{given}.yaml"):
-            candidate = name if name.is_absolute() else root / name
-            if candidate.is_file():
-                return candidate
-            candidates.append(candidate)
-    looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
-    raise FileNotFoundError(f"{what} {str(name_or_path)!r} not found; looked at {looked}")
 
 
 def resolve_spec_path(name_or_path: str | Path) -> Path:
