@@ -195,10 +195,13 @@ class TrainingRun:
     def device(self) -> torch.device:
         return self.policy.device
 
-    def decoding(self) -> contextlib.AbstractContextManager:
-        """The decoder, up to date and in eval mode, under autocast."""
+    def sync_decoder(self) -> None:
+        """Bring the decoder up to the policy's weights (a no-op when it is the policy)."""
         if self.decoder is not self.policy:
             sync_weights(self.decoder.model, self.scorer)
+
+    def decoding(self) -> contextlib.AbstractContextManager:
+        """The decoder in eval mode, under autocast."""
         return _decoding(self.decoder.model, self.autocast())
 
     def autocast(self):
@@ -215,6 +218,7 @@ def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
     # 1. Rollout with TPF-aware filtering, refilled until B groups pass. Prompts and seeds depend
     #    on (seed, step, round, position in the round) only: each rank decodes a contiguous share
     #    of the round, and every rank sees every group.
+    run.sync_decoder()
     rounds = itertools.count()
 
     def sample_round(missing: int) -> list[Group]:
@@ -610,6 +614,7 @@ def _write_checkpoint(
 def _evaluate_during_training(run: TrainingRun, out: Path, step: int) -> None:
     """Greedy evaluation at ``eval_thresholds``, the problems shared among the ranks."""
     config = run.config
+    run.sync_decoder()
     with run.decoding():
         records = evaluate_sharded(
             run.decoder,
