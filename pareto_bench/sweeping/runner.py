@@ -505,7 +505,9 @@ class Sweep:
         (a worker killed between failing a dead trial in the study and writing its row)."""
         latest = self.out.latest_trials()
         for trial in self.study.trials():
-            if trial.state.name == "WAITING":
+            # A waiting or running trial's rows are its worker's to write: a row written here
+            # could land after the worker's final one and undo it.
+            if trial.state.name in ("WAITING", "RUNNING"):
                 continue
             record = record_of(trial)
             seen = latest.get(trial.number)
