@@ -92,9 +92,7 @@ class Slots:
     target: torch.Tensor
 
     def to(self, device: torch.device) -> Slots:
-        return Slots(
-            *(t.to(device) for t in (self.ids, self.pos, self.valid, self.view, self.target))
-        )
+        return Slots(*(t.to(device) for t in _fields(self)))
 
 
 def view_slots(
@@ -180,13 +178,13 @@ def sequence_logprobs(
     for start in range(0, max(len(r.ids) for r in per_row), chunk):
         active = [i for i, r in enumerate(per_row) if len(r.ids) > start]
         part = _stack([_window(per_row[i], start, chunk) for i in active]).to(device)
+        scored = part.target >= 0
+        if not scored.any():
+            continue
         index = torch.tensor(active, device=device)
         row_kv = kv if len(active) == batch else [(k[index], v[index]) for k, v in kv]
         row_clean = Slots(*(t[index] for t in _fields(clean)))
         mask = _mask(part, row_clean, context, b, attention)
-        scored = part.target >= 0
-        if not scored.any():
-            continue
         target_ids = row_clean.ids.gather(1, part.target.clamp(min=0))[scored]
         logp = _run(
             _scoring_forward(scored, target_ids, mask_id), model, row_kv, part, mask, record_grad

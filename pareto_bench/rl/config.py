@@ -309,7 +309,8 @@ class TrainConfig(StrictModel):
         "auto",
         description=(
             "How processes launched by torchrun share the policy: 'ddp' (whole model per rank), "
-            "'fsdp' (FSDP2, sharded per decoder layer, bf16 compute, fp32 reduction) or 'none' "
+            "'fsdp' (FSDP2: weights, gradients and AdamW state sharded; bf16 compute, fp32 "
+            "reduction) or 'none' "
             "(one process); 'auto': none for one process, else fsdp on GPU and ddp on CPU."
         ),
     )
