@@ -9,8 +9,11 @@ the trained weights, their gradients and the AdamW state, counted from the tenso
 from __future__ import annotations
 
 import json
+import os
 import resource
+import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -66,6 +69,31 @@ def main(argv: list[str]) -> None:
     report["state_gb"]["total"] = sum(report["state_gb"].values())
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / f"rank{run.world.rank}.json").write_text(json.dumps(report))
+
+
+def launch(
+    out: Path,
+    checkpoint: str | Path,
+    tokens: int,
+    processes: int,
+    settings: Sequence[str] = (),
+    timeout: float | None = None,
+) -> list[dict]:
+    """Run this module on ``processes`` ranks (torchrun above 1, one thread each) and return
+    every rank's report, in rank order."""
+    command = [sys.executable]
+    if processes > 1:
+        command += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    command += ["-m", "pareto_bench.bench.distributed_step", str(out), str(checkpoint), str(tokens)]
+    command += [arg for setting in settings for arg in ("--set", setting)]
+    subprocess.run(
+        command,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        timeout=timeout,
+    )
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(processes)]
 
 
 if __name__ == "__main__":

@@ -155,19 +155,11 @@ def check_rl_step(
 def check_rl_step_all_gpus(checkpoint: Path, out: Path) -> dict[str, Any]:
     """The same RL step with fsdp on every visible GPU (skipped on one): time and peak memory
     per GPU, from ``bench.distributed_step`` under torchrun."""
-    import subprocess
+    from pareto_bench.bench.distributed_step import launch
 
     gpus = torch.cuda.device_count()
     if gpus < 2:
         return {"skipped": f"{gpus} GPU visible"}
-    launch = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={gpus}",
-    ]
-    step = ["-m", "pareto_bench.bench.distributed_step", str(out), str(checkpoint), str(RL_TOKENS)]
     settings = [
         "parallel=fsdp",
         "device=auto",
@@ -179,10 +171,7 @@ def check_rl_step_all_gpus(checkpoint: Path, out: Path) -> dict[str, Any]:
         "gradient_checkpointing=true",
         "optim.lr=1e-6",
     ]
-    subprocess.run(
-        [*launch, *step, *[a for s in settings for a in ("--set", s)]], check=True, timeout=400
-    )
-    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(gpus)]
+    ranks = launch(out, checkpoint, RL_TOKENS, gpus, settings, timeout=400)
     return {
         "gpus": gpus,
         "step_seconds": max(r["step_seconds"] for r in ranks),

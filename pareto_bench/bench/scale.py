@@ -78,32 +78,14 @@ def bench_scale(
 def _distributed(checkpoint: str, out: Path) -> dict[str, Any]:
     """One RL step at 1 process and at 2 (ddp and fsdp, gloo): time, peak RSS and the trained
     state (weights, gradients, AdamW) per rank, from ``bench.distributed_step``."""
-    import json
-    import os
-    import subprocess
-    import sys
+    from pareto_bench.bench.distributed_step import launch
 
     settings = {"1": ("none", 1), "2-ddp": ("ddp", 2), "2-fsdp": ("fsdp", 2)}
     report: dict[str, Any] = {"tokens": DISTRIBUTED_TOKENS, "trajectories": 4}
     for name, (parallel, processes) in settings.items():
-        where = out / name
-        module = ["-m", "pareto_bench.bench.distributed_step"]
-        args = [str(where), checkpoint, str(DISTRIBUTED_TOKENS), "--set", f"parallel={parallel}"]
-        launch = [sys.executable]
-        if processes > 1:
-            launch += [
-                "-m",
-                "torch.distributed.run",
-                "--standalone",
-                f"--nproc-per-node={processes}",
-            ]
-        subprocess.run(
-            [*launch, *module, *args],
-            check=True,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-            capture_output=True,
+        ranks = launch(
+            out / name, checkpoint, DISTRIBUTED_TOKENS, processes, [f"parallel={parallel}"]
         )
-        ranks = [json.loads((where / f"rank{r}.json").read_text()) for r in range(processes)]
         report[name] = {
             "step_seconds": max(r["step_seconds"] for r in ranks),
             "peak_rss_gb_per_rank": [r["peak_rss_gb"] for r in ranks],
