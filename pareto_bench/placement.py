@@ -22,7 +22,9 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+from pydantic import BeforeValidator
 
 if TYPE_CHECKING:  # configs import this module's names; they must not pay for torch
     import torch
@@ -33,6 +35,16 @@ DtypeName = Literal["auto", "float32", "bfloat16"]
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 DEVICE_HELP = "'auto' (the process's GPU if any, else CPU), 'cpu', 'cuda' or 'cuda:N'."
 DTYPE_HELP = "'auto' (bfloat16 on GPU, float32 on CPU), 'float32' or 'bfloat16'."
+
+
+def _device_name(value: Any) -> Any:
+    # A bare pattern would answer with the regex; this says the valid names.
+    if isinstance(value, str) and not re.match(DEVICE_PATTERN, value):
+        raise ValueError(f"expected {DEVICE_HELP}")
+    return value
+
+
+DeviceName = Annotated[str, BeforeValidator(_device_name)]  # a config field holding a device
 
 
 @dataclass(frozen=True)
@@ -117,8 +129,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
-        local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
-        return torch.device("cuda", int(local))
+        return torch.device("cuda", World.from_env().local_rank)
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from pareto_bench.config import ConfigError, StrictModel, load, resolve_named_file
-from pareto_bench.placement import DEVICE_HELP, DEVICE_PATTERN, DTYPE_HELP, DtypeName
+from pareto_bench.placement import DEVICE_HELP, DTYPE_HELP, DeviceName, DtypeName
 
 TpfNorm = Literal["zscore", "minmax", "raw", "none"]
 AccNorm = Literal["plus_minus_one", "zscore"]
@@ -300,7 +300,7 @@ class TrainConfig(StrictModel):
     eval_limit: int | None = Field(
         None, ge=1, description="Evaluate on at most this many held-out problems; None uses all."
     )
-    device: str = Field("auto", pattern=DEVICE_PATTERN, description=f"Device: {DEVICE_HELP}")
+    device: DeviceName = Field("auto", description=f"Device: {DEVICE_HELP}")
     dtype: DtypeName = Field(
         "auto",
         description=f"Compute dtype: {DTYPE_HELP} Weights and optimizer state stay float32.",
