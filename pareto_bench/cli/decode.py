@@ -8,11 +8,8 @@ from typing import Annotated
 
 import typer
 
-from pareto_bench.placement import DEVICE_HELP, DTYPE_HELP
+from pareto_bench.cli.options import DeviceOption, DtypeOption
 from pareto_bench.progress import progress_bar
-
-DeviceOption = Annotated[str, typer.Option(help=f"Device: {DEVICE_HELP}")]
-DtypeOption = Annotated[str, typer.Option(help=f"Compute dtype of the model: {DTYPE_HELP}")]
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

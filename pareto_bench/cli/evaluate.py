@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pareto_bench.placement import DEVICE_HELP, DTYPE_HELP
+from pareto_bench.cli.options import DeviceOption, DtypeOption
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -42,8 +42,8 @@ def eval_command(
     max_new_tokens: Annotated[
         int | None, typer.Option(help="Token budget (default: the task's).")
     ] = None,
-    device: Annotated[str, typer.Option(help=f"Device: {DEVICE_HELP}")] = "auto",
-    dtype: Annotated[str, typer.Option(help=f"Compute dtype of the model: {DTYPE_HELP}")] = "auto",
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
     out: Annotated[Path | None, typer.Option(help="EvalRecord JSONL to append to.")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the records' summaries as JSON.")
