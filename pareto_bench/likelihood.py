@@ -18,11 +18,13 @@ Memory is linear in sequence length: the clean sequences run first (in forwards 
 in forwards of at most ``max_tokens`` slots, each reading that cache. A mask covers one forward's
 queries against the cache plus its own slots, never the whole packed row. Log-probabilities are
 computed at target slots only, from the backbone's hidden states, ``LOGIT_ROWS_BUDGET`` logits
-at a time, in fp32; no ``[B, S, V]`` tensor exists.
+at a time, in fp32; no ``[B, S, V]`` tensor exists. The last layer's MLP runs at those slots
+only (a clean forward needs none of it), which spares most of a layer's work.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -177,14 +179,20 @@ def sequence_logprobs(
     rows_out, cols_out, values_out = [], [], []
     for start in range(0, max(len(r.ids) for r in per_row), chunk):
         active = [i for i, r in enumerate(per_row) if len(r.ids) > start]
-        part = _stack([_window(per_row[i], start, chunk) for i in active]).to(device)
+        part = _stack([_window(per_row[i], start, chunk) for i in active])
+        # The clean slots these views read: those before the latest block among them.
+        read = min(context, int(part.pos.max()) // b * b)
+        part = part.to(device)
         scored = part.target >= 0
         if not scored.any():
             continue
         index = torch.tensor(active, device=device)
-        row_kv = kv if len(active) == batch else [(k[index], v[index]) for k, v in kv]
+        if len(active) < batch:
+            row_kv = [(k[index, :, :read], v[index, :, :read]) for k, v in kv]
+        else:
+            row_kv = [(k[:, :, :read], v[:, :, :read]) for k, v in kv]
         row_clean = Slots(*(t[index] for t in _fields(clean)))
-        mask = _mask(part, row_clean, context, b, attention)
+        mask = _mask(part, row_clean, read, b, attention)
         target_ids = row_clean.ids.gather(1, part.target.clamp(min=0))[scored]
         logp = _run(
             _scoring_forward(scored, target_ids, mask_id), model, row_kv, part, mask, record_grad
@@ -337,9 +345,12 @@ def _forward(
     pos: torch.Tensor,
     mask: torch.Tensor,
     flat_kv: Sequence[torch.Tensor],
+    read: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, DynamicCache]:
     """The backbone over ``ids`` after the cached clean slots; returns hidden states and the cache
-    (a fresh one: the cached tensors are shared, never written)."""
+    (a fresh one: the cached tensors are shared, never written). Only the ``read`` slots' hidden
+    states are computed in full (``[R, Q]`` bool; None: none, as a clean forward reads only the
+    cache); the others are left unfinished (see ``_last_mlp_at``)."""
     cache = DynamicCache()
     for layer in range(len(flat_kv) // 2):
         cache.update(flat_kv[2 * layer], flat_kv[2 * layer + 1], layer)
@@ -348,16 +359,47 @@ def _forward(
     saved = model.config._attn_implementation
     model.config._attn_implementation = implementation
     try:
-        hidden = model.base_model(
-            input_ids=ids,
-            position_ids=pos,
-            attention_mask={"full_attention": mask},
-            cache=cache,
-            use_cache=True,
-        ).last_hidden_state
+        with _last_mlp_at(model, read):
+            hidden = model.base_model(
+                input_ids=ids,
+                position_ids=pos,
+                attention_mask={"full_attention": mask},
+                cache=cache,
+                use_cache=True,
+            ).last_hidden_state
     finally:
         model.config._attn_implementation = saved
     return hidden, cache
+
+
+@contextlib.contextmanager
+def _last_mlp_at(model: PreTrainedModel, read: torch.Tensor | None):
+    """Run the last decoder layer's MLP on the ``read`` slots only. No slot reads another's MLP
+    output and nothing reads the last layer's output but the scorer, so the other slots' final
+    hidden states may stay unfinished; it spares most of one layer (the MLP is most of a
+    layer's weights). A model without ``layers[-1].mlp`` runs in full."""
+    layers = getattr(model.base_model, "layers", None)
+    mlp = getattr(layers[-1], "mlp", None) if layers else None
+    if mlp is None:
+        yield
+        return
+    shapes = []
+
+    def narrow(module, args):
+        (hidden,) = args
+        shapes.append(hidden.shape)
+        return (hidden[read] if read is not None else hidden[:0, :0],)
+
+    def widen(module, args, out):
+        full = out.new_zeros(shapes.pop()[:-1] + out.shape[-1:])
+        return full if read is None else full.index_put((read,), out)
+
+    handles = [mlp.register_forward_pre_hook(narrow), mlp.register_forward_hook(widen)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _extend_cache(model, ids, pos, mask, *flat_kv) -> KV:
@@ -370,7 +412,7 @@ def _scoring_forward(scored: torch.Tensor, target_ids: torch.Tensor, mask_id: in
     """A view forward that returns the log-probabilities of its ``scored`` slots' targets."""
 
     def view_forward(model, ids, pos, mask, *flat_kv) -> torch.Tensor:
-        hidden, _ = _forward(model, ids, pos, mask, flat_kv)
+        hidden, _ = _forward(model, ids, pos, mask, flat_kv, read=scored)
         return target_logprobs(hidden[scored], target_ids, model.get_output_embeddings(), mask_id)
 
     return view_forward

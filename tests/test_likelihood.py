@@ -167,7 +167,9 @@ def test_forwards_are_the_read_clean_blocks_plus_the_views_split_by_the_budget(
     calls = []
     real = likelihood._forward
     monkeypatch.setattr(
-        likelihood, "_forward", lambda m, ids, *a: calls.append(ids.shape) or real(m, ids, *a)
+        likelihood,
+        "_forward",
+        lambda m, ids, *a, **k: calls.append(ids.shape) or real(m, ids, *a, **k),
     )
     with torch.no_grad():
         sequence_logprobs(
@@ -260,3 +262,28 @@ def test_flex_likelihood_equals_sdpa_on_gpu(random_tiny, surrogate):
             assert torch.allclose(x, y, atol=1e-3)
     finally:
         model.to("cpu", torch.float64)
+
+
+def test_the_last_mlp_runs_on_target_slots_only(random_tiny):
+    """The last layer's MLP sees each target slot once (its other outputs are never read), and
+    nothing of the clean pass, whose last layer only leaves keys and values."""
+    lm, b = random_tiny, 4
+    prompts, gens = _sampled_trajectories(lm, b)
+    rows_seen = []
+    hook = lm.model.model.layers[-1].mlp.down_proj.register_forward_pre_hook(
+        lambda module, args: rows_seen.append(args[0].shape[:-1].numel())
+    )
+    try:
+        with torch.no_grad():
+            sequence_logprobs(
+                lm.model,
+                _packed(prompts, gens, b, lm.mask_id, surrogate=False),
+                block_size=b,
+                mask_id=lm.mask_id,
+                max_tokens_per_forward=8,
+            )
+    finally:
+        hook.remove()
+    clean_forwards = [n for n in rows_seen if n == 0]
+    assert clean_forwards, "the clean pass runs no MLP at the last layer"
+    assert sum(rows_seen) == sum(len(g.tokens) for g in gens)  # every token is one view's target
