@@ -85,6 +85,17 @@ def _packed(prompts, gens, b, mask_id, surrogate):
     ]
 
 
+def _score_in_forwards_of_8(lm, prompts, gens, b):
+    with torch.no_grad():
+        return sequence_logprobs(
+            lm.model,
+            _packed(prompts, gens, b, lm.mask_id, surrogate=False),
+            block_size=b,
+            mask_id=lm.mask_id,
+            max_tokens_per_forward=8,
+        )
+
+
 @pytest.mark.parametrize("surrogate", [False, True], ids=["trajectory", "block_surrogate"])
 @pytest.mark.parametrize("max_tokens", [4, 8, 2048], ids=lambda n: f"max_tokens={n}")
 def test_packed_likelihood_equals_direct_per_step_computation(random_tiny, surrogate, max_tokens):
@@ -171,14 +182,7 @@ def test_forwards_are_the_read_clean_blocks_plus_the_views_split_by_the_budget(
         "_forward",
         lambda m, ids, *a, **k: calls.append(ids.shape) or real(m, ids, *a, **k),
     )
-    with torch.no_grad():
-        sequence_logprobs(
-            lm.model,
-            _packed(prompts, gens, b, lm.mask_id, surrogate=False),
-            block_size=b,
-            mask_id=lm.mask_id,
-            max_tokens_per_forward=8,
-        )
+    _score_in_forwards_of_8(lm, prompts, gens, b)
     # The clean pass covers the blocks before each row's last view: nothing reads the others.
     context = max(
         min(len(s), max(v.block for v in vs) * b) for s, vs in zip(sequences, views, strict=True)
@@ -274,14 +278,7 @@ def test_the_last_mlp_runs_on_target_slots_only(random_tiny):
         lambda module, args: rows_seen.append(args[0].shape[:-1].numel())
     )
     try:
-        with torch.no_grad():
-            sequence_logprobs(
-                lm.model,
-                _packed(prompts, gens, b, lm.mask_id, surrogate=False),
-                block_size=b,
-                mask_id=lm.mask_id,
-                max_tokens_per_forward=8,
-            )
+        _score_in_forwards_of_8(lm, prompts, gens, b)
     finally:
         hook.remove()
     clean_forwards = [n for n in rows_seen if n == 0]
