@@ -82,6 +82,10 @@ class Tracker(Protocol):
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
 
+    def set_experiment_tags(self, experiment: str, tags: Mapping[str, str]) -> None:
+        """Tag the experiment (created if missing), e.g. with a saved view of its runs page."""
+        ...
+
     def log_artifact(
         self, run_id: str, path: str | os.PathLike[str], artifact_path: str = ""
     ) -> None:
@@ -142,6 +146,9 @@ class NullTracker:
         pass
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        pass
+
+    def set_experiment_tags(self, experiment: str, tags: Mapping[str, str]) -> None:
         pass
 
     def log_artifact(
@@ -235,6 +242,15 @@ class MlflowTracker:
 
             entries = [RunTag(str(k), str(v)) for k, v in tags.items()]
             self._log_batches("set tags", run_id, "tags", entries, _MAX_PARAMS_PER_BATCH)
+
+    def set_experiment_tags(self, experiment: str, tags: Mapping[str, str]) -> None:
+        def tag(client: Any) -> None:
+            experiment_id = self._experiment_id(client, experiment)
+            for key, value in tags.items():
+                client.set_experiment_tag(experiment_id, key, value)
+
+        if tags:
+            self._call("tag the experiment", tag)
 
     def log_artifact(
         self, run_id: str, path: str | os.PathLike[str], artifact_path: str = ""

@@ -40,6 +40,7 @@ REQUIRED_GROUPS = {
     "psycopg2 is not installed": "PostgreSQL workers",
     "no `postgres` user": "PostgreSQL workers",
     "refuses namespaces": "the namespaced sandbox",
+    "no headless Chromium": "the MLflow UI in a browser",
 }
 
 

@@ -35,6 +35,10 @@ def test_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     assert "3 complete, 0 failed" in result.stdout
+    # The summary ends with the best trial against the base model, and how to get the report.
+    verdict = "Best trial per task against the base model: synthetic: trial 2 "
+    assert verdict in result.stdout and "AUP " in result.stdout.split(verdict)[1]
+    assert result.stdout.rstrip().endswith("report: pareto-bench report out")
 
     out = tmp_path / "out"
     rows = {r.number: r for r in read_jsonl(out / "trials.jsonl", TrialRecord)}

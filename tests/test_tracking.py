@@ -44,6 +44,7 @@ def test_null_tracker_records_nothing() -> None:
     run = tracker.start_run("x", experiment="e")
     assert run == ""
     tracker.log_metrics(run, [Metric("a", 1.0)])
+    tracker.set_experiment_tags("e", {"k": "v"})
     tracker.end_run(run, "FAILED")
 
 
@@ -68,6 +69,7 @@ def test_mlflow_parent_child_batches_and_artifacts(tmp_path: Path) -> None:
     (tmp_path / "eval.jsonl").write_text("{}\n")
     tracker.log_artifact(child, tmp_path / "eval.jsonl")
     tracker.set_tags(child, {"failure_reason": "none"})
+    tracker.set_experiment_tags("exp", {"mlflow.experimentKind": "custom_model_development"})
     tracker.end_run(child, "FAILED")
     assert not tracker.offline and tracker.seconds > 0
 
@@ -80,6 +82,8 @@ def test_mlflow_parent_child_batches_and_artifacts(tmp_path: Path) -> None:
     curve = {m.step: m.value for m in client.get_metric_history(child, "t/tpf")}
     assert curve == {0: 2.0, 1: 4.0}
     assert [a.path for a in client.list_artifacts(child)] == ["eval.jsonl"]
+    experiment = client.get_experiment_by_name("exp")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     # Artifacts of a local store live beside its database.
     assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(tmp_path / "store")
 

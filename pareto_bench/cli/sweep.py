@@ -99,6 +99,12 @@ def sweep_command(
     print(f"records: {result.out_dir.resolve()}")
     if result.parent_run_id:
         print(f"tracking: {result.tracking_uri}  (browse it: pareto-bench ui {result.out_dir})")
+    if not counts.get("RUNNING") and not counts.get("WAITING") and counts.get("COMPLETE"):
+        from pareto_bench.report.summary import summarise
+        from pareto_bench.report.sweep_data import load_sweep_dir
+
+        print(summarise(load_sweep_dir(result.out_dir)).verdict)
+        print(f"report: pareto-bench report {result.out_dir}")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -119,8 +125,7 @@ def ui_command(
     """Start the MLflow UI (``mlflow server``) on 127.0.0.1 for a sweep's store and print its URL."""
     from pareto_bench.sweeping.ui import resolve_ui_target, serve
 
-    uri, experiment = resolve_ui_target(sweep_dir, tracking_uri)
-    serve(uri, port=port, experiment=experiment)
+    serve(resolve_ui_target(sweep_dir, tracking_uri), port=port)
 
 
 def bench_sweep_command(

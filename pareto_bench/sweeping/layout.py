@@ -7,12 +7,17 @@ from records to metric points, params and tags.
   plot accuracy against ``{task}/tpf`` and draw each run's frontier.
 - Summary: ``{task}/aup``, ``{task}/hypervolume``, ``{task}/accuracy_at_op`` and
   ``{task}/tpf_at_op`` (MLflow rejects ``@`` in metric names, hence ``_at_op``).
+- The sweep's page: a saved view of the experiment's runs page (MLflow's "Views", stored as an
+  experiment tag) that lists the sweep's trials and baselines and charts each one's frontier.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import time
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +75,91 @@ def summary_metrics(objectives: Mapping[str, float]) -> list[Metric]:
 def tracker_key(objective: str) -> str:
     """The tracker metric name of an objective key."""
     return summary_metrics({objective: 0.0})[0].key
+
+
+# MLflow's saved views of an experiment's runs page are experiment tags with this prefix and a
+# JSON envelope; the page opens one with ``?viewStateShareKey=<id>``.
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+# The experiment is model training, not a GenAI app (MLflow 3's experiment kind).
+EXPERIMENT_KIND_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def sweep_view_tags(sweep: str, parent_run_id: str, tasks: Sequence[str]) -> dict[str, str]:
+    """Experiment tags for the sweep's page: the parent run's children (trials and baselines) as
+    flat rows, every one shown, and charts of each run's accuracy against TPF (one line per run,
+    a point per threshold) and of its AUP, per task. The view's id is the parent run's id."""
+    filter_children = f"tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    charts: list[dict[str, Any]] = []
+    for task in tasks:
+        charts.append(
+            {
+                **_chart(f"{task}-frontier", "LINE", f"{task}: accuracy (%) against TPF"),
+                "metricKey": f"{task}/accuracy",
+                "selectedMetricKeys": [f"{task}/accuracy"],
+                "xAxisKey": "metric",
+                "selectedXAxisMetricKey": f"{task}/tpf",
+                "useGlobalXaxisKey": False,
+                "lineSmoothness": 0,
+                "useGlobalLineSmoothing": False,
+                "displayPoints": True,
+                "scaleType": "linear",
+                "xAxisScaleType": "linear",
+                "range": {},
+                "yAxisKey": "metric",
+                "yAxisExpressions": [],
+                "ignoreOutliers": False,
+            }
+        )
+        charts.append({**_chart(f"{task}-aup", "BAR", f"{task}: AUP"), "metricKey": f"{task}/aup"})
+    state = {
+        # A search filter and a sort other than by date show the children as flat rows.
+        "searchFilter": filter_children,
+        "orderByKey": "tags.`mlflow.runName`",
+        "orderByAsc": True,
+        "runsHiddenMode": "SHOW_ALL",
+        "compareRunCharts": charts,
+        "compareRunSections": [
+            {
+                "uuid": "frontiers",
+                "name": "Frontiers",
+                "display": True,
+                "isReordered": False,
+                "columns": 2,
+                "cardHeight": 420,
+            }
+        ],
+        "isAccordionReordered": True,
+        "hideEmptyCharts": True,
+    }
+    now = int(time.time() * 1000)
+    envelope = {"name": f"{sweep}: frontiers", "createdAt": now, "updatedAt": now}
+    view = json.dumps({**envelope, "state": json.dumps(state)})
+    return {**EXPERIMENT_KIND_TAGS, f"{VIEW_TAG_PREFIX}{parent_run_id}": view}
+
+
+def sweep_view_route(experiment_id: str, parent_run_id: str) -> str:
+    """The UI route of the sweep's page: the saved view, in chart mode, in the model-training
+    workflow (the workflow is otherwise a browser setting that defaults to GenAI)."""
+    query = urllib.parse.urlencode(
+        {
+            "viewStateShareKey": parent_run_id,
+            "compareRunsMode": "CHART",
+            "workflowType": "machine_learning",
+        }
+    )
+    return f"#/experiments/{experiment_id}/runs?{query}"
+
+
+def _chart(uuid: str, kind: str, title: str) -> dict[str, Any]:
+    return {
+        "uuid": uuid,
+        "type": kind,
+        "metricSectionId": "frontiers",
+        "displayName": title,
+        "deleted": False,
+        "isGenerated": False,
+        "runsCountToCompare": 100,
+    }
 
 
 def trial_params(spec: TrialSpec) -> dict[str, Any]:

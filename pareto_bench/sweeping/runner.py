@@ -602,6 +602,9 @@ def start_parent_run(spec: SweepSpec, study: SweepStudy, tracker: Tracker) -> st
     )
     study.set_parent_run(tracker.uri, run_id)
     tracker.log_params(run_id, sweep_params(spec))
+    if run_id:
+        view = layout.sweep_view_tags(spec.name, run_id, spec.eval.tasks)
+        tracker.set_experiment_tags(spec.experiment_name, view)
     return run_id
 
 

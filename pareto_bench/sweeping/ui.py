@@ -13,10 +13,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pareto_bench.config import ConfigError
+from pareto_bench.sweeping.layout import sweep_view_route, sweep_view_tags
 from pareto_bench.sweeping.outdir import SweepDir
 from pareto_bench.tracking import default_tracking_uri
 
@@ -24,9 +26,20 @@ HOST = "127.0.0.1"
 START_TIMEOUT_S = 180.0
 
 
-def resolve_ui_target(sweep_dir: Path | None, tracking_uri: str | None) -> tuple[str, str | None]:
-    """The tracking URI to serve and the experiment to open."""
-    experiment = None
+@dataclass(frozen=True)
+class UiTarget:
+    """What ``ui`` serves and opens: a tracking store and, for a sweep, its page."""
+
+    uri: str
+    sweep: str | None = None
+    experiment: str | None = None
+    parent_run_id: str = ""
+    tasks: tuple[str, ...] = ()
+
+
+def resolve_ui_target(sweep_dir: Path | None, tracking_uri: str | None) -> UiTarget:
+    """The tracking URI to serve and the sweep to open."""
+    info: dict[str, Any] = {}
     if sweep_dir is not None:
         info = SweepDir(Path(sweep_dir)).read_info()
         if not info:
@@ -34,10 +47,7 @@ def resolve_ui_target(sweep_dir: Path | None, tracking_uri: str | None) -> tuple
                 f"{Path(sweep_dir) / 'sweep.json'} not found; pass a sweep's output directory "
                 "(runs/<name>) or --tracking-uri URI"
             )
-        uri = tracking_uri or info["tracking_uri"]
-        experiment = info.get("experiment")
-    else:
-        uri = tracking_uri or default_tracking_uri()
+    uri = tracking_uri or info.get("tracking_uri") or default_tracking_uri()
     if "://" not in uri:
         raise ConfigError(
             f"--tracking-uri {uri!r}: there is no MLflow store to serve; pass an MLflow URI"
@@ -46,7 +56,13 @@ def resolve_ui_target(sweep_dir: Path | None, tracking_uri: str | None) -> tuple
         raise FileNotFoundError(
             f"no MLflow store at {uri[len('sqlite:///') :]}; run a sweep first, or pass --tracking-uri URI"
         )
-    return uri, experiment
+    return UiTarget(
+        uri,
+        sweep=info.get("name"),
+        experiment=info.get("experiment"),
+        parent_run_id=info.get("parent_run_id") or "",
+        tasks=tuple(info.get("tasks") or ()),
+    )
 
 
 def server_command(uri: str, port: int) -> list[str]:
@@ -120,32 +136,48 @@ def rest(base_url: str, endpoint: str, body: dict[str, Any] | None = None) -> di
         return json.loads(response.read().decode())
 
 
-def serve(uri: str, *, port: int, experiment: str | None = None) -> None:
-    """Serve ``uri`` until Ctrl-C, printing the URL once the server answers."""
-    if uri.startswith(("http://", "https://")):
-        print(f"MLflow UI: {uri}  (the store is already a server)", flush=True)
+def serve(target: UiTarget, *, port: int) -> None:
+    """Serve the store until Ctrl-C, printing the URL of the sweep's page once it answers."""
+    if target.uri.startswith(("http://", "https://")):
+        print(f"MLflow UI: {target.uri}  (the store is already a server)", flush=True)
         return
     base_url = f"http://{HOST}:{port}"
     # A polite kill of this command must also stop the server it started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    proc = start_server(uri, port)
+    proc = start_server(target.uri, port)
     try:
-        print(f"starting mlflow server for {uri} ...", file=sys.stderr, flush=True)
+        print(f"starting mlflow server for {target.uri} ...", file=sys.stderr, flush=True)
         wait_until_up(proc, base_url)
         print(f"MLflow UI: {base_url}", flush=True)
-        if experiment:
-            with contextlib.suppress(OSError, urllib.error.URLError, KeyError, ValueError):
-                found = rest(
-                    base_url,
-                    f"experiments/get-by-name?experiment_name={urllib.parse.quote(experiment)}",
-                )
-                print(
-                    f"experiment {experiment}: {base_url}/#/experiments/{found['experiment']['experiment_id']}",
-                    flush=True,
-                )
+        page = _sweep_page(base_url, target)
+        if page:
+            print(f"sweep {target.sweep}: {base_url}/{page}", flush=True)
         print("press Ctrl-C to stop", file=sys.stderr, flush=True)
         proc.wait()
     except KeyboardInterrupt:
         pass
     finally:
         stop_server(proc)
+
+
+def _sweep_page(base_url: str, target: UiTarget) -> str | None:
+    """The route of the sweep's page, its saved view written (again) first, so that a sweep
+    recorded before views existed gets one too; ``None`` when the store lacks the sweep."""
+    if not (target.experiment and target.parent_run_id):
+        return None
+    try:
+        name = urllib.parse.quote(target.experiment)
+        found = rest(base_url, f"experiments/get-by-name?experiment_name={name}")
+        experiment_id = found["experiment"]["experiment_id"]
+        tags = sweep_view_tags(
+            target.sweep or target.experiment, target.parent_run_id, target.tasks
+        )
+        for key, value in tags.items():
+            rest(
+                base_url,
+                "experiments/set-experiment-tag",
+                {"experiment_id": experiment_id, "key": key, "value": value},
+            )
+    except (OSError, KeyError, ValueError):
+        return None
+    return sweep_view_route(experiment_id, target.parent_run_id)
