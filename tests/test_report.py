@@ -22,6 +22,7 @@ from pareto_bench.report.build import build_report, log_pdf_to_run
 from pareto_bench.report.importance import MIN_TRIALS, compute_importances
 from pareto_bench.report.summary import summarise
 from pareto_bench.report.sweep_data import load_sweep_dir
+from pareto_bench.report.template import load_template
 
 CLI = [sys.executable, "-c", "from pareto_bench.cli import main; main()"]
 
@@ -43,7 +44,7 @@ def sweep_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def report_pdf(sweep_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report") / "fixture.pdf"
-    result = build_report(load_sweep_dir(sweep_dir), out, n_boot=300)
+    result = build_report(load_sweep_dir(sweep_dir), out, load_template(), n_boot=300)
     assert result.path == out and result.warnings == [] and result.logged_to_run is None
     return out
 
@@ -162,7 +163,7 @@ def test_importances_need_enough_trials(tmp_path):
     importances = compute_importances(sweep)
     assert importances.by_objective == {}
     assert f"at least {MIN_TRIALS} completed trials" in importances.note
-    out = build_report(sweep, tmp_path / "small.pdf", n_boot=50).path
+    out = build_report(sweep, tmp_path / "small.pdf", load_template(), n_boot=50).path
     assert any("No importances" in text for text in page_texts(out))
 
 
@@ -185,7 +186,7 @@ def test_unreachable_tracking_store_keeps_the_pdf(tmp_path):
         tracking_uri=f"sqlite:///{missing_db}",
         parent_run_id="0" * 32,
     )
-    result = build_report(load_sweep_dir(sweep_dir), tmp_path / "r.pdf", n_boot=50)
+    result = build_report(load_sweep_dir(sweep_dir), tmp_path / "r.pdf", load_template(), n_boot=50)
     assert result.path.is_file() and result.logged_to_run is None
     assert any("not found" in w and str(result.path) in w for w in result.warnings)
     assert not missing_db.exists()  # no empty database created as a side effect
@@ -377,3 +378,65 @@ def test_cli_bench_commands_print_json(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["trials"] == 4 and result["pages"] >= 7 and result["report_s"] > 0
+
+
+# ----------------------------------------------------------------------------- templates
+
+
+def test_the_paper_template_sets_the_sweep_beside_the_published_table(sweep_dir, tmp_path):
+    done = run_cli(
+        "report", sweep_dir, "--template", "paper", "--n-boot", "100", "--out", "paper.pdf",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    texts = page_texts(tmp_path / "paper.pdf")
+    assert "fixture-sweep beside the published LightningRL results" in texts[0]
+    published = [i for i, t in enumerate(texts) if "Against the published results" in t]
+    frontiers = [i for i, t in enumerate(texts) if "Frontier: " in t]
+    assert published and frontiers and max(published) < min(frontiers)  # the template's order
+    table = " ".join(texts[i] for i in published)
+    assert "this sweep (fixture-sweep)" in table and "(best trial)" in table
+    assert "252.5" in table  # SDAR-8B-b32 on GSM8K, the paper's main table
+    assert "492.4" in table  # LightningRL on GSM8K, the ablation table
+    assert not any("fANOVA" in t or "Provenance" in t for t in texts)  # pages it does not list
+
+
+def test_a_template_chooses_pages_baseline_and_overlays(sweep_dir, tmp_path, monkeypatch):
+    from pareto_bench.report import build, plots
+    from pareto_bench.report.pdf import FigurePage
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "title: 'Only frontiers of {sweep}'\npages: [frontiers]\ncompare_to: grpo\n"
+        "baselines: [grpo]\npublished: []\n"
+    )
+    drawn = []
+    real = plots.frontier_figure
+    monkeypatch.setattr(
+        plots,
+        "frontier_figure",
+        lambda task, trials, baselines, published: (
+            drawn.append(([b.label for b in baselines], published))
+            or real(task, trials, baselines, published)
+        ),
+    )
+    content = build.build_content(load_sweep_dir(sweep_dir), load_template(path), n_boot=50)
+    assert content.title == "Only frontiers of fixture-sweep"
+    assert "against grpo" in content.verdict
+    assert all(
+        isinstance(s, FigurePage) and s.title.startswith("Frontier") for s in content.sections
+    )
+    assert drawn and all(labels == ["grpo"] and published == [] for labels, published in drawn)
+
+
+def test_a_bad_template_is_one_line_naming_the_file_and_field(sweep_dir, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "title: x\npages: [summary, tables]\ncompare_to: base\nbaselines: all\npublished: []\n"
+    )
+    done = run_cli("report", sweep_dir, "--template", path, cwd=tmp_path)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "bad.yaml" in done.stderr and "pages" in done.stderr and "tables" in done.stderr
+    missing = run_cli("report", sweep_dir, "--template", "nonesuch", cwd=tmp_path)
+    assert missing.returncode == 2 and "reports/nonesuch.yaml" in missing.stderr

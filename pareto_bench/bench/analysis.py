@@ -69,6 +69,7 @@ def bench_report(trials: int = 50) -> dict[str, Any]:
     from pareto_bench.report.build import build_report
     from pareto_bench.report.sweep_data import load_sweep_dir
     from pareto_bench.report.synthetic import write_synthetic_sweep
+    from pareto_bench.report.template import load_template
 
     with tempfile.TemporaryDirectory(prefix="pareto-bench-report-") as tmp:
         start = time.perf_counter()
@@ -87,7 +88,7 @@ def bench_report(trials: int = 50) -> dict[str, Any]:
             stages[stage] = now - last
             last = now
 
-        result = build_report(sweep, Path(tmp) / "report.pdf", step=step)
+        result = build_report(sweep, Path(tmp) / "report.pdf", load_template(), step=step)
         report_s = time.perf_counter() - start
         pages = _page_count(result.path)
         size = result.path.stat().st_size

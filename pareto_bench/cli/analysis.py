@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pareto_bench.frontier import DEFAULT_REF
+from pareto_bench.report.template import DEFAULT_TEMPLATE
 
 REF_HELP = "Hypervolume reference point TPF,ACCURACY (TPF 1 = autoregressive decoding)."
 
@@ -180,28 +181,36 @@ def report(
     log_mlflow: Annotated[
         bool, typer.Option(help="Log the PDF to the sweep's parent MLflow run, if it names one.")
     ] = True,
+    template: Annotated[
+        str,
+        typer.Option(help="The report's template: a YAML path, or a name in reports/ (paper)."),
+    ] = DEFAULT_TEMPLATE,
 ) -> None:
-    """Render a multi-page PDF report of a sweep from its recorded data alone."""
+    """Render a multi-page PDF report of a sweep from its recorded data alone, page by page as
+    its template (reports/default.yaml unless --template says otherwise) defines."""
     from pareto_bench.progress import progress_bar
-    from pareto_bench.report.build import STAGES, build_report
+    from pareto_bench.report.build import build_report, stages
     from pareto_bench.report.mlflow_source import load_mlflow_run
     from pareto_bench.report.sweep_data import load_sweep_dir
+    from pareto_bench.report.template import load_template
 
     if (sweep_dir is None) == (mlflow_run is None):
         raise _user_error("report: give either SWEEP_DIR or --mlflow-run RUN_ID (exactly one)")
     if n_boot < 1:
         raise _user_error(f"--n-boot {n_boot}: needs at least 1 replicate")
     reference = _parse_ref(ref)
+    definition = load_template(template)
     with tempfile.TemporaryDirectory(prefix="pareto-bench-mlflow-") as download:
         if sweep_dir is not None:
             sweep = load_sweep_dir(sweep_dir)
         else:
             sweep = load_mlflow_run(str(mlflow_run), tracking_uri, download)
         path = out or Path("reports/out") / f"{sweep.name}.pdf"
-        with progress_bar("report", len(STAGES)) as bar:
+        with progress_bar("report", len(stages(definition))) as bar:
             result = build_report(
                 sweep,
                 path,
+                definition,
                 ref=reference,
                 n_boot=n_boot,
                 seed=seed,

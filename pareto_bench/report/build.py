@@ -1,6 +1,8 @@
 """Build a sweep's report from its recorded data: findings, figures, tables, then the PDF.
 
-Nothing is re-run: every number comes from the records the sweep wrote. The finished PDF is
+The report's template (``reports/*.yaml``, :mod:`pareto_bench.report.template`) says which
+pages it has and what they show. Nothing is re-run: every number comes from the records the
+sweep wrote. The finished PDF is
 logged to the sweep's parent MLflow run when sweep.json names one; if the tracking store
 cannot be reached the PDF is kept and a warning says so.
 """
@@ -14,18 +16,33 @@ from pathlib import Path
 
 import numpy as np
 
-from pareto_bench.frontier import DEFAULT_REF
+from pareto_bench.frontier import DEFAULT_REF, records_aup
+from pareto_bench.records import EvalRecord
 from pareto_bench.report import plots
 from pareto_bench.report.importance import compute_importances
 from pareto_bench.report.mlflow_source import quiet_mlflow
-from pareto_bench.report.pdf import FigurePage, ReportContent, write_pdf
+from pareto_bench.report.pdf import (
+    FigurePage,
+    ProvenancePage,
+    ReportContent,
+    Section,
+    SummaryPage,
+    TablePage,
+    write_pdf,
+)
 from pareto_bench.report.provenance import code_version, environment
-from pareto_bench.report.published import overlay_points
+from pareto_bench.report.published import load_published, overlay_points
 from pareto_bench.report.summary import SweepSummary, summarise
 from pareto_bench.report.sweep_data import SweepData, TrialData
+from pareto_bench.report.template import ReportTemplate
 
-# The stages of a report, for a progress bar.
-STAGES = ("findings", "frontiers", "attainment", "training curves", "importances", "PDF", "MLflow")
+# What a report does after its pages, for a progress bar (its stages: ``stages``).
+FINAL_STAGES = ("PDF", "MLflow")
+
+
+def stages(template: ReportTemplate) -> tuple[str, ...]:
+    """The stages of rendering a report with ``template``: findings, its pages, then these."""
+    return ("findings", *template.pages, *FINAL_STAGES)
 
 
 @dataclass
@@ -53,19 +70,27 @@ def _curve(trial: TrialData, task: str) -> plots.PlotCurve:
     return plots.PlotCurve(trial.label, trial.points(task), [r.threshold for r in records])
 
 
-def _at_operating_threshold(trial: TrialData, task: str, operating: float | None) -> str:
+def _record_at(trial: TrialData, task: str, operating: float | None) -> EvalRecord | None:
+    """The trial's point at the operating threshold (the nearest one; the last without one)."""
     records = trial.task_records(task)
     if not records:
-        return "n/a"
+        return None
     target = operating if operating is not None else records[-1].threshold
-    record = min(records, key=lambda r: abs(r.threshold - target))
+    return min(records, key=lambda r: abs(r.threshold - target))
+
+
+def _at_operating_threshold(trial: TrialData, task: str, operating: float | None) -> str:
+    record = _record_at(trial, task, operating)
+    if record is None:
+        return "n/a"
     return f"{record.accuracy:.1f}% / {record.tpf:.2f} (τ={record.threshold:g})"
 
 
 def _summary_rows(summary: SweepSummary, sweep: SweepData) -> list[list[str]]:
+    other = summary.baseline
     header = [
-        "task", "best trial", "acc / TPF at τ_op", "AUP best", "AUP base", "ΔAUP [95% CI]",
-        "HV best", "HV base", "ΔHV [95% CI]", "best frontier points dominating base",
+        "task", "best trial", "acc / TPF at τ_op", "AUP best", f"AUP {other}", "ΔAUP [95% CI]",
+        "HV best", f"HV {other}", "ΔHV [95% CI]", f"best frontier points dominating {other}",
     ]  # fmt: skip
     rows = [header]
     for task in summary.tasks:
@@ -103,7 +128,7 @@ def _summary_notes(summary: SweepSummary, sweep: SweepData) -> list[str]:
         f"TPF {summary.ref[0]:g}, accuracy {summary.ref[1]:g}% (TPF 1 = autoregressive decoding).",
         f"Confidence intervals: percentile bootstrap over evaluated problems ({summary.n_boot} "
         "replicates), paired when both curves were scored on the same problems. "
-        "Differences are best trial minus base.",
+        f"Differences are best trial minus {summary.baseline}.",
     ]
     return notes
 
@@ -153,14 +178,16 @@ def _trials_rows(sweep: SweepData) -> list[list[str]]:
     return rows
 
 
-def _frontier_pages(sweep: SweepData) -> list[FigurePage]:
+def _frontier_pages(sweep: SweepData, template: ReportTemplate) -> list[FigurePage]:
     pages = []
     for task in sweep.tasks:
         trials = [_curve(t, task) for t in sweep.searched if t.task_records(task)]
         baselines = [
-            _curve(t, task) for t in sweep.trials if t.is_baseline and t.task_records(task)
+            _curve(t, task)
+            for t in sweep.trials
+            if t.is_baseline and template.shows_baseline(t.record.name) and t.task_records(task)
         ]
-        published = overlay_points(task)
+        published = overlay_points(task, tuple(template.published))
         if not trials and not baselines:
             pages.append(
                 FigurePage(f"Frontier: {task}", None, "No evaluation was recorded for this task.")
@@ -179,6 +206,65 @@ def _frontier_pages(sweep: SweepData) -> list[FigurePage]:
             )
         pages.append(FigurePage(f"Frontier: {task}", plots.figure_png(figure), caption))
     return pages
+
+
+def _published_page(sweep: SweepData, summary: SweepSummary, template: ReportTemplate) -> TablePage:
+    """This sweep's baselines and best trials in the layout of the paper's tables, above the
+    published rows of the template's groups (those of the sweep's tasks, or all of them when
+    the paper has none of its tasks)."""
+    header = ["source", "method", "task", "accuracy (%)", "TPF", "AUP", "note"]
+    rows = [header]
+    operating = sweep.operating_threshold
+    for task in summary.tasks:
+        shown = [
+            t for t in sweep.trials if t.is_baseline and template.shows_baseline(t.record.name)
+        ]
+        if task.best is not None:
+            shown.append(task.best)
+        for trial in shown:
+            at_op = _record_at(trial, task.task, operating)
+            if at_op is None:
+                continue
+            kind = "baseline" if trial.is_baseline else "best trial"
+            rows.append(
+                [
+                    f"this sweep ({sweep.name})",
+                    f"{trial.label} ({kind})",
+                    task.task,
+                    _fmt(at_op.accuracy),
+                    _fmt(at_op.tpf, 2),
+                    _fmt(records_aup(trial.task_records(task.task), task.y_max)),
+                    f"τ = {at_op.threshold:g}; AUP y_max {task.y_max:.1f}",
+                ]
+            )
+    groups = set(template.published)
+    points = [p for p in load_published() if p.group in groups]
+    ours = [p for p in points if p.task in sweep.tasks]
+    for point in ours or points:
+        rows.append(
+            [
+                point.paper,
+                f"{point.label} [{point.group}]",
+                point.task,
+                _fmt(point.accuracy),
+                _fmt(point.tpf, 2),
+                _fmt(point.aup),
+                "; ".join(x for x in (f"arXiv {point.arxiv}", point.table, point.note) if x),
+            ]
+        )
+    caption = (
+        "Accuracy and TPF at the operating threshold; AUP over each curve's thresholds. "
+        "Published rows are the papers' own numbers (their models, benchmarks and y_max); "
+        + (
+            "they share this sweep's tasks."
+            if ours
+            else f"none is on this sweep's tasks ({', '.join(sweep.tasks)}), so all are listed "
+            "for reference, not as a like-for-like comparison."
+        )
+    )
+    return TablePage(
+        "Against the published results", rows, [1.8, 2.2, 1.0, 0.9, 0.6, 0.7, 3.4], caption
+    )
 
 
 def _attainment_page(sweep: SweepData) -> FigurePage:
@@ -261,46 +347,64 @@ def _environment(sweep: SweepData) -> tuple[dict[str, str], str]:
     )
 
 
+def _trials_page(sweep: SweepData) -> TablePage:
+    return TablePage(
+        "All trials and baselines", _trials_rows(sweep), [0.5, 1.1, 0.8, 1.6, 0.5, 3.4, 3.6, 0.7]
+    )
+
+
+def _provenance_page(sweep: SweepData) -> ProvenancePage:
+    env, env_note = _environment(sweep)
+    recorded_version = sweep.meta.get("code_version")
+    version = f"{recorded_version} (recorded by the sweep)" if recorded_version else "not recorded"
+    return ProvenancePage(
+        spec_text=sweep.spec_text,
+        meta_rows=[(str(k), json.dumps(v)) for k, v in sweep.meta.items()],
+        code_version=version,
+        environment=env,
+        environment_note=env_note,
+    )
+
+
 def build_content(
     sweep: SweepData,
+    template: ReportTemplate,
     *,
     ref: tuple[float, float] = DEFAULT_REF,
     n_boot: int = 1000,
     seed: int = 0,
     step: Callable[[str], None] = lambda stage: None,
 ) -> ReportContent:
-    """Everything the PDF shows; ``step(stage)`` is called as each stage finishes."""
-    summary = summarise(sweep, ref=ref, n_boot=n_boot, seed=seed)
+    """Everything the PDF shows, page by page as ``template`` lists them; ``step(stage)`` is
+    called as each stage finishes."""
+    summary = summarise(sweep, ref=ref, n_boot=n_boot, seed=seed, baseline=template.compare_to)
     step("findings")
-    frontiers = _frontier_pages(sweep)
-    step("frontiers")
-    attainment = _attainment_page(sweep)
-    step("attainment")
-    training = _training_page(sweep, summary)
-    step("training curves")
-    importances = _importance_page(sweep, seed)
-    step("importances")
-    env, env_note = _environment(sweep)
-    recorded_version = sweep.meta.get("code_version")
-    version = f"{recorded_version} (recorded by the sweep)" if recorded_version else "not recorded"
+    builders: dict[str, Callable[[], list[Section]]] = {
+        "summary": lambda: [
+            SummaryPage(
+                _summary_rows(summary, sweep),
+                _summary_notes(summary, sweep),
+                _best_params(summary),
+            )
+        ],
+        "frontiers": lambda: list(_frontier_pages(sweep, template)),
+        "published": lambda: [_published_page(sweep, summary, template)],
+        "attainment": lambda: [_attainment_page(sweep)],
+        "trials": lambda: [_trials_page(sweep)],
+        "training": lambda: [_training_page(sweep, summary)],
+        "importances": lambda: [_importance_page(sweep, seed)],
+        "provenance": lambda: [_provenance_page(sweep)],
+    }
+    sections: list[Section] = []
+    for page in template.pages:
+        sections += builders[page]()
+        step(page)
     created = sweep.meta.get("created", "unknown time")
     return ReportContent(
-        title=f"Sweep report: {sweep.name}",
+        title=template.title.format(sweep=sweep.name),
         subtitle=f"Sweep created {created} · read from {sweep.source} · rendered with {code_version()}",
         verdict=summary.verdict,
-        summary_table=_summary_rows(summary, sweep),
-        summary_notes=_summary_notes(summary, sweep),
-        best_params=_best_params(summary),
-        frontiers=frontiers,
-        attainment=attainment,
-        trials_table=_trials_rows(sweep),
-        training=training,
-        importances=importances,
-        spec_text=sweep.spec_text,
-        meta_rows=[(str(k), json.dumps(v)) for k, v in sweep.meta.items()],
-        code_version=version,
-        environment=env,
-        environment_note=env_note,
+        sections=sections,
         warnings=list(sweep.warnings),
     )
 
@@ -331,6 +435,7 @@ def log_pdf_to_run(pdf: Path, tracking_uri: str, run_id: str) -> str | None:
 def build_report(
     sweep: SweepData,
     out: str | Path,
+    template: ReportTemplate,
     *,
     ref: tuple[float, float] = DEFAULT_REF,
     n_boot: int = 1000,
@@ -339,7 +444,7 @@ def build_report(
     step: Callable[[str], None] = lambda stage: None,
 ) -> ReportResult:
     """Render the report PDF at ``out`` and log it to the sweep's parent MLflow run."""
-    content = build_content(sweep, ref=ref, n_boot=n_boot, seed=seed, step=step)
+    content = build_content(sweep, template, ref=ref, n_boot=n_boot, seed=seed, step=step)
     path = write_pdf(content, out)
     step("PDF")
     result = ReportResult(path, warnings=list(sweep.warnings))

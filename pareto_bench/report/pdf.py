@@ -1,7 +1,7 @@
 """Lay out a report's content as a multi-page PDF with reportlab (no system packages).
 
 This module only arranges what :mod:`pareto_bench.report.build` computed: text, tables and
-PNG figures, in a fixed order of pages.
+PNG figures, as sections in the order the report's template chose.
 """
 
 from __future__ import annotations
@@ -40,23 +40,38 @@ class FigurePage:
 
 
 @dataclass
-class ReportContent:
-    title: str
-    subtitle: str
-    verdict: str
-    summary_table: list[list[str]]  # first row is the header
-    summary_notes: list[str]
+class SummaryPage:
+    table: list[list[str]]  # first row is the header
+    notes: list[str]
     best_params: list[tuple[str, str]]  # (trial, "k=v, ...")
-    frontiers: list[FigurePage]
-    attainment: FigurePage
-    trials_table: list[list[str]]  # first row is the header
-    training: FigurePage
-    importances: FigurePage
+
+
+@dataclass
+class TablePage:
+    title: str
+    rows: list[list[str]]  # first row is the header
+    weights: list[float]  # relative column widths
+    caption: str = ""
+
+
+@dataclass
+class ProvenancePage:
     spec_text: str
     meta_rows: list[tuple[str, str]]  # sweep.json, one field per row
     code_version: str
     environment: dict[str, str]
     environment_note: str
+
+
+Section = FigurePage | SummaryPage | TablePage | ProvenancePage
+
+
+@dataclass
+class ReportContent:
+    title: str
+    subtitle: str
+    verdict: str
+    sections: list[Section]
     warnings: list[str] = field(default_factory=list)
 
 
@@ -138,49 +153,37 @@ def _proportional_widths(weights: list[float]) -> list[float]:
     return [FRAME_WIDTH * w / total for w in weights]
 
 
-def write_pdf(content: ReportContent, path: str | Path) -> Path:
-    """Render ``content`` to ``path`` (parent folders are created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    styles = _styles()
+def _summary_page(page: SummaryPage, styles: dict[str, ParagraphStyle]) -> list:
+    header = page.table[0]
     flow: list = [
-        Paragraph(escape(content.title), styles["title"]),
-        Paragraph(escape(content.subtitle), styles["subtitle"]),
-        Paragraph(escape(content.verdict), styles["verdict"]),
+        _table(page.table, _proportional_widths([1.4] + [1.0] * (len(header) - 1)), styles)
     ]
-    header = content.summary_table[0]
-    flow.append(
-        _table(
-            content.summary_table, _proportional_widths([1.4] + [1.0] * (len(header) - 1)), styles
-        )
-    )
-    if content.best_params:
+    if page.best_params:
         flow.append(Spacer(1, 8))
-        rows = [["best trial", "parameters"], *[[a, b] for a, b in content.best_params]]
+        rows = [["best trial", "parameters"], *[[a, b] for a, b in page.best_params]]
         flow.append(_table(rows, _proportional_widths([1, 7]), styles))
     flow.append(Spacer(1, 8))
-    for note in content.summary_notes:
-        flow.append(Paragraph(escape(note), styles["body"]))
+    flow += [Paragraph(escape(note), styles["body"]) for note in page.notes]
     flow.append(PageBreak())
+    return flow
 
-    for page in content.frontiers:
-        flow += _figure_page(page, styles)
-    flow += _figure_page(content.attainment, styles)
 
-    flow.append(Paragraph("All trials and baselines", styles["h2"]))
-    widths = _proportional_widths([0.5, 1.1, 0.8, 1.6, 0.5, 3.4, 3.6, 0.7])
-    flow.append(_table(content.trials_table, widths[: len(content.trials_table[0])], styles))
+def _table_page(page: TablePage, styles: dict[str, ParagraphStyle]) -> list:
+    flow: list = [Paragraph(escape(page.title), styles["h2"])]
+    flow.append(_table(page.rows, _proportional_widths(page.weights), styles))
+    if page.caption:
+        flow += [Spacer(1, 4), Paragraph(escape(page.caption), styles["caption"])]
     flow.append(PageBreak())
+    return flow
 
-    flow += _figure_page(content.training, styles)
-    flow += _figure_page(content.importances, styles)
 
-    flow.append(Paragraph("Provenance: spec, code version and environment", styles["h2"]))
-    flow.append(Paragraph(f"<b>Code version:</b> {escape(content.code_version)}", styles["body"]))
+def _provenance_page(page: ProvenancePage, styles: dict[str, ParagraphStyle]) -> list:
+    flow: list = [Paragraph("Provenance: spec, code version and environment", styles["h2"])]
+    flow.append(Paragraph(f"<b>Code version:</b> {escape(page.code_version)}", styles["body"]))
     # sweep.json and the environment side by side: both are short key-value lists.
-    meta = content.meta_rows or [("(missing)", "")]
+    meta = page.meta_rows or [("(missing)", "")]
     meta_rows = [["sweep.json field", "value"], *[list(row) for row in meta]]
-    env_rows = [["package", "version"], *[[k, v] for k, v in content.environment.items()]]
+    env_rows = [["package", "version"], *[[k, v] for k, v in page.environment.items()]]
     half = FRAME_WIDTH / 2
     inner = half - 0.4 * cm  # a gutter between the two columns
     side_by_side = Table(
@@ -189,7 +192,7 @@ def write_pdf(content: ReportContent, path: str | Path) -> Path:
             [
                 _table(meta_rows, [0.3 * inner, 0.7 * inner], styles),
                 [
-                    Paragraph(escape(content.environment_note), styles["caption"]),
+                    Paragraph(escape(page.environment_note), styles["caption"]),
                     Spacer(1, 4),
                     _table(env_rows, [0.35 * inner, 0.65 * inner], styles),
                 ],
@@ -201,11 +204,37 @@ def write_pdf(content: ReportContent, path: str | Path) -> Path:
                                       ("LEFTPADDING", (0, 0), (-1, -1), 0)]))  # fmt: skip
     flow.append(side_by_side)
     flow.append(Paragraph("spec.yaml (the resolved sweep spec, exactly as recorded)", styles["h2"]))
-    flow.append(Preformatted(content.spec_text or "(missing)", styles["code"], maxLineLength=170))
+    flow.append(Preformatted(page.spec_text or "(missing)", styles["code"], maxLineLength=170))
+    flow.append(PageBreak())
+    return flow
+
+
+_LAYOUT = {
+    FigurePage: _figure_page,
+    SummaryPage: _summary_page,
+    TablePage: _table_page,
+    ProvenancePage: _provenance_page,
+}
+
+
+def write_pdf(content: ReportContent, path: str | Path) -> Path:
+    """Render ``content`` to ``path`` (parent folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    styles = _styles()
+    flow: list = [
+        Paragraph(escape(content.title), styles["title"]),
+        Paragraph(escape(content.subtitle), styles["subtitle"]),
+        Paragraph(escape(content.verdict), styles["verdict"]),
+    ]
+    for section in content.sections:
+        flow += _LAYOUT[type(section)](section, styles)
     if content.warnings:
         flow.append(Paragraph("Reading warnings", styles["h2"]))
         for warning in content.warnings:
             flow.append(Paragraph("• " + escape(warning), styles["body"]))
+    if isinstance(flow[-1], PageBreak):
+        flow.pop()
 
     def footer(canvas, doc) -> None:  # noqa: ANN001 (reportlab callback)
         canvas.saveState()

@@ -30,6 +30,7 @@ class SweepSummary:
     verdict: str  # one sentence
     ref: tuple[float, float]
     n_boot: int
+    baseline: str  # the baseline each task's best trial is measured against
 
 
 def task_y_max(sweep: SweepData, task: str) -> float:
@@ -50,26 +51,34 @@ def _best_trial(sweep: SweepData, task: str, y_max: float) -> tuple[TrialData | 
     return trial, aup
 
 
-def _clause(summary_task: str, best: TrialData | None, comparison: TaskComparison | None) -> str:
+def _against(baseline: str) -> str:
+    return "the base model" if baseline == BASE_BASELINE else baseline
+
+
+def _clause(
+    summary_task: str,
+    best: TrialData | None,
+    comparison: TaskComparison | None,
+    baseline: str = BASE_BASELINE,
+) -> str:
+    other = _against(baseline)
     if best is None:
         return f"{summary_task}: no trial completed"
     if comparison is None:
-        return f"{summary_task}: {best.label} is best, with no base model to compare against"
+        return f"{summary_task}: {best.label} is best, with no {other} to compare against"
     diff = comparison.aup_diff
     if not diff.available:
         direction = "leads" if diff.estimate >= 0 else "trails"
         return (
-            f"{summary_task}: {best.label} {direction} the base model by {abs(diff.estimate):.1f} "
+            f"{summary_task}: {best.label} {direction} {other} by {abs(diff.estimate):.1f} "
             "AUP (no per-sample results, so no CI)"
         )
     ci = f"AUP {diff.estimate:+.1f}, 95% CI {diff.low:+.1f} to {diff.high:+.1f}"
     if diff.low > 0:
-        return f"{summary_task}: {best.label} beats the base model ({ci})"
+        return f"{summary_task}: {best.label} beats {other} ({ci})"
     if diff.high < 0:
-        return (
-            f"{summary_task}: even the best trial, {best.label}, falls behind the base model ({ci})"
-        )
-    return f"{summary_task}: {best.label} is level with the base model within noise ({ci})"
+        return f"{summary_task}: even the best trial, {best.label}, falls behind {other} ({ci})"
+    return f"{summary_task}: {best.label} is level with {other} within noise ({ci})"
 
 
 def summarise(
@@ -78,8 +87,10 @@ def summarise(
     ref: tuple[float, float] = DEFAULT_REF,
     n_boot: int = 1000,
     seed: int = 0,
+    baseline: str = BASE_BASELINE,
 ) -> SweepSummary:
-    base = sweep.baseline(BASE_BASELINE)
+    """Each task's best trial against ``baseline`` (the template's ``compare_to``)."""
+    base = sweep.baseline(baseline)
     summaries = []
     for task in sweep.tasks:
         y_max = task_y_max(sweep, task)
@@ -96,20 +107,26 @@ def summarise(
             )[task]
         summaries.append(
             TaskSummary(
-                task, y_max, best, best_aup, base, comparison, _clause(task, best, comparison)
+                task,
+                y_max,
+                best,
+                best_aup,
+                base,
+                comparison,
+                _clause(task, best, comparison, baseline),
             )
         )
     if not summaries:
         verdict = "No task was evaluated, so there is nothing to compare yet."
     elif base is None:
         verdict = (
-            "No `base` baseline was recorded, so the best trials cannot be measured against the "
-            "untrained model; " + "; ".join(s.verdict for s in summaries) + "."
+            f"No `{baseline}` baseline was recorded, so the best trials cannot be measured "
+            f"against it; " + "; ".join(s.verdict for s in summaries) + "."
         )
     else:
         verdict = (
-            "Best trial per task against the base model: "
+            f"Best trial per task against {_against(baseline)}: "
             + "; ".join(s.verdict for s in summaries)
             + "."
         )
-    return SweepSummary(summaries, verdict, ref, n_boot)
+    return SweepSummary(summaries, verdict, ref, n_boot, baseline)
