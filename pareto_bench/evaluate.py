@@ -98,12 +98,15 @@ def evaluate_sharded(
     *,
     limit: int | None = None,
     data_dir: str | Path | None = None,
+    problems: Sequence[Problem] | None = None,
     progress: bool = True,
     **options: Any,
 ) -> list[EvalRecord]:
-    """``evaluate`` with the problems split among the ranks of ``world`` (contiguous shares);
-    every rank gets the same records as one process would write, samples in problem order."""
-    problems = task.load(resolve_data_dir(data_dir))
+    """``evaluate`` with the problems (the task's, from ``data_dir``, unless given) split among
+    the ranks of ``world`` (contiguous shares); every rank gets the same records as one process
+    would write, samples in problem order."""
+    if problems is None:
+        problems = task.load(resolve_data_dir(data_dir))
     problems = list(problems)[:limit] if limit else list(problems)
     mine = [problems[i] for i in world.share(problems)]
     records = evaluate(

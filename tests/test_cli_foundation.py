@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -101,3 +102,43 @@ def test_a_missing_checkpoint_is_one_line_and_exit_2(tmp_path, args):
         f"error: checkpoint {missing}: no such directory (pass --model tiny or a checkpoint directory)"
     ]
     assert not (tmp_path / "out").exists()  # nothing written before the error
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval", "--task", "gsm8k", "--data-dir", "EMPTY"], "gsm8k/test.jsonl not found"),
+        (["eval", "--task", "nosuch"], "unknown task 'nosuch'"),
+        (
+            ["train", "trainers/lightningrl.yaml", "--task", "gsm8k", "--data-dir", "EMPTY"],
+            "gsm8k/train.jsonl not found",
+        ),
+        (["train", "trainers/lightningrl.yaml", "--set", "optim.lr=-1"], "field 'optim.lr'"),
+        (["train", "nosuch-recipe"], "trainer recipe 'nosuch-recipe' not found"),
+        (["score", "--task", "nosuch", "--samples", "EMPTY/s.jsonl"], "unknown task 'nosuch'"),
+        (["score", "--task", "humaneval", "--samples", "EMPTY/s.jsonl"], "no such file"),
+        (["pretrain-tiny", "--set", "nosuch=1"], "unknown field 'nosuch'"),
+        (["bench", "train", "--set", "optim.lr=-1"], "field 'optim.lr'"),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) and v else None,
+)
+def test_bad_input_is_one_line_before_any_work(tmp_path, args, message):
+    """Data, task, config and recipe errors of every command: exit 2 and one line on stderr,
+    before a model is loaded or anything is written."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).with_name("pareto-bench"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    command = [cli, *[a.replace("EMPTY", str(empty)) for a in args]]
+    if args[0] in ("train", "pretrain-tiny"):
+        command += ["--out", str(tmp_path / "out")]
+    env = {k: v for k, v in os.environ.items() if k != "PARETO_BENCH_DATA"}
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=root, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "out").exists()

@@ -11,6 +11,7 @@ import optuna
 import pytest
 import yaml
 
+from pareto_bench.bench.sdar_shaped import write_sdar_shaped_checkpoint
 from pareto_bench.config import ConfigError
 from pareto_bench.sweep import load_spec, plan_trials
 from pareto_bench.sweeping.spec import SearchParam, set_override, spec_warnings
@@ -47,12 +48,21 @@ def test_shipped_specs_comment_their_launch_command(name: str) -> None:
     assert f"pareto-bench sweep sweeps/{name}.yaml" in header
 
 
+@pytest.fixture(scope="module")
+def sdar_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SDAR-layout checkpoint with random weights, standing in for math/code's real one."""
+    return write_sdar_shaped_checkpoint(tmp_path_factory.mktemp("sdar") / "SDAR-shaped")
+
+
 @pytest.mark.parametrize("name", SPECS)
-def test_dry_run_prints_resolved_trials_without_the_model(name: str) -> None:
+def test_dry_run_checks_the_model_and_data_then_prints_the_resolved_trials(
+    name: str, sdar_checkpoint: Path, data_dir: Path
+) -> None:
     spec = load_spec(ROOT / "sweeps" / f"{name}.yaml")
-    # math/code name a model directory that does not exist here; a dry run must not need it.
+    inputs = [] if name == "tiny" else ["--set", f"model={sdar_checkpoint}"]
+    inputs += ["--set", f"data_dir={data_dir}"]
     result = subprocess.run(
-        [CLI, "sweep", f"sweeps/{name}.yaml", "--dry-run"],
+        [CLI, "sweep", f"sweeps/{name}.yaml", "--dry-run", *inputs],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -68,6 +78,28 @@ def test_dry_run_prints_resolved_trials_without_the_model(name: str) -> None:
         assert key in out
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model=/nonexistent"], "sweeps/tiny.yaml: model: checkpoint /nonexistent: no such"),
+        (["task=gsm8k", "eval.tasks=[gsm8k]"], "task 'gsm8k-train' needs gsm8k/train.jsonl"),
+    ],
+)
+def test_dry_run_stops_at_a_missing_model_or_data_before_planning(
+    overrides: list[str], message: str, tmp_path: Path
+) -> None:
+    command = [CLI, "sweep", str(ROOT / "sweeps" / "tiny.yaml"), "--dry-run"]
+    for override in overrides:
+        command += ["--set", override]
+    env = {k: v for k, v in os.environ.items() if k != "PARETO_BENCH_DATA"}
+    result = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr.replace(str(ROOT) + "/", "")
+
+
 @pytest.mark.parametrize("name", SPECS)
 def test_shipped_specs_never_train_on_their_evaluation_problems(name: str) -> None:
     assert spec_warnings(load_spec(ROOT / "sweeps" / f"{name}.yaml")) == []
@@ -79,9 +111,9 @@ def test_training_on_an_evaluated_task_without_a_train_split_is_warned(tmp_path:
     assert "'humaneval-train'" in warning and "evaluated on" in warning
 
 
-def test_plan_resolves_every_trial_config(tmp_path: Path) -> None:
+def test_plan_resolves_every_trial_config(sdar_checkpoint: Path, data_dir: Path) -> None:
     path = ROOT / "sweeps" / "math.yaml"
-    spec = load_spec(path)
+    spec = load_spec(path, [f"model={sdar_checkpoint}", f"data_dir={data_dir}"])
     planned = plan_trials(spec, path, budget=3)
     assert [p.name for p in planned] == ["base", "grpo", "trial-2", "trial-3", "trial-4"]
     base, grpo, first = planned[0], planned[1], planned[2]

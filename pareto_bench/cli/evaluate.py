@@ -57,9 +57,11 @@ def eval_command(
     from pareto_bench.placement import World
     from pareto_bench.records import append_jsonl
     from pareto_bench.tasks import get_task
+    from pareto_bench.tasks.base import resolve_data_dir
 
     placed_on, placed_in = resolve_placement(device, dtype)
     chosen = get_task(task)
+    problems = chosen.load(resolve_data_dir(data_dir))  # before the model: fail fast
     world = World.from_env()
     world.start(placed_on)
     records = evaluate_sharded(
@@ -68,7 +70,7 @@ def eval_command(
         parse_thresholds(thresholds),
         world,
         limit=limit,
-        data_dir=data_dir,
+        problems=problems,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
     )

@@ -24,6 +24,10 @@ def train_command(
         str | None, typer.Option(help="Training task (its -train split is used when it has one).")
     ] = None,
     steps: Annotated[int | None, typer.Option(help="RL steps.")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Directory of the task's data files (default: $PARETO_BENCH_DATA)."),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Output directory (default runs/<name>).")
     ] = None,
@@ -41,7 +45,7 @@ def train_command(
     from pareto_bench.rl.trainer import TrainingDiverged, train
 
     overrides = [*set_]
-    for key, value in (("model", model), ("task", task), ("steps", steps)):
+    for key, value in (("model", model), ("task", task), ("steps", steps), ("data_dir", data_dir)):
         if value is not None:
             overrides.append(f"{key}={value}")
     if resume is not None and out is not None and resume != out:

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import torch
 
-from pareto_bench.models.base import ARCHITECTURES, CheckpointError, DiffusionLM, load_checkpoint
+from pareto_bench.models.base import (
+    ARCHITECTURES,
+    CheckpointError,
+    CheckpointParts,
+    DiffusionLM,
+    load_checkpoint,
+    read_checkpoint,
+)
 from pareto_bench.models.tiny import SHIPPED_TINY, build_tiny
 from pareto_bench.placement import resolve_device, resolve_dtype
 
@@ -21,6 +28,7 @@ __all__ = [
     "CheckpointError",
     "DiffusionLM",
     "build_tiny",
+    "check_model",
     "load_checkpoint",
     "load_model",
     "resolve_checkpoint",
@@ -37,17 +45,26 @@ def load_model(
     """``"tiny"`` or a checkpoint directory, on ``device`` in ``dtype`` (``placement`` names)."""
     device = device if isinstance(device, torch.device) else resolve_device(device)
     dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, device)
+    lm = load_checkpoint(_checkpoint_dir(spec), block_size=block_size, dtype=dtype, device=device)
     if str(spec) == "tiny":
-        if not (SHIPPED_TINY / "config.json").is_file():
-            raise CheckpointError(
-                f"the shipped tiny model is missing at {SHIPPED_TINY}; run `pareto-bench pretrain-tiny` to build it"
-            )
-        lm = load_checkpoint(SHIPPED_TINY, block_size=block_size, dtype=dtype, device=device)
         lm.name = "tiny"
-        return lm
-    return load_checkpoint(
-        resolve_checkpoint(spec), block_size=block_size, dtype=dtype, device=device
-    )
+    return lm
+
+
+def check_model(spec: str | Path, *, block_size: int | None = None) -> CheckpointParts:
+    """Everything ``load_model(spec)`` reads but the weights: the config, the tokenizer and the
+    special ids. Raises ``CheckpointError`` with the same one-line messages."""
+    return read_checkpoint(_checkpoint_dir(spec), block_size=block_size)
+
+
+def _checkpoint_dir(spec: str | Path) -> Path:
+    if str(spec) != "tiny":
+        return resolve_checkpoint(spec)
+    if not (SHIPPED_TINY / "config.json").is_file():
+        raise CheckpointError(
+            f"the shipped tiny model is missing at {SHIPPED_TINY}; run `pareto-bench pretrain-tiny` to build it"
+        )
+    return SHIPPED_TINY
 
 
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

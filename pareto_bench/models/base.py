@@ -100,16 +100,27 @@ def read_checkpoint_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def load_checkpoint(
+@dataclass
+class CheckpointParts:
+    """What a checkpoint directory says before its weights are read."""
+
+    config: PretrainedConfig
+    model_class: type[PreTrainedModel]
+    tokenizer: PreTrainedTokenizerBase
+    mask_id: int
+    block_size: int
+    eos_ids: tuple[int, ...]
+
+
+def read_checkpoint(
     path: str | Path,
     *,
     block_size: int | None = None,
     mask_id: int | None = None,
-    dtype: torch.dtype | None = None,
-    device: str | torch.device = "cpu",
     attn_implementation: str = "sdpa",
-) -> DiffusionLM:
-    """Load a Qwen3/Qwen2/Llama or SDAR-layout checkpoint directory without remote code."""
+) -> CheckpointParts:
+    """A checkpoint's config, tokenizer and special ids, without its weights: enough to know
+    that it will load (a sweep checks this before its first trial)."""
     from transformers import AutoTokenizer
 
     path = Path(path)
@@ -121,7 +132,6 @@ def load_checkpoint(
         )
     config_cls_name, model_cls_name = ARCHITECTURES.get(model_type)
     config_cls: type[PretrainedConfig] = lazy(config_cls_name)()
-    model_cls: type[PreTrainedModel] = lazy(model_cls_name)()
     fields = {
         k: v
         for k, v in raw.items()
@@ -135,14 +145,6 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path}: cannot load its tokenizer ({type(e).__name__}: {e})"
         ) from None
-    try:
-        model = model_cls.from_pretrained(path, config=config, dtype=dtype or torch.float32)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(
-            f"checkpoint {path}: cannot load its weights ({type(e).__name__}: {str(e).splitlines()[0]})"
-        ) from None
-    model.to(device).eval()
-
     mask_id = mask_id if mask_id is not None else _find_mask_id(raw, tokenizer, path)
     block_size = block_size or next((int(raw[k]) for k in BLOCK_SIZE_KEYS if raw.get(k)), 0)
     if not block_size:
@@ -154,14 +156,42 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path}: neither the tokenizer nor config.json names an EOS token"
         )
+    return CheckpointParts(
+        config, lazy(model_cls_name)(), tokenizer, int(mask_id), int(block_size), eos_ids
+    )
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    block_size: int | None = None,
+    mask_id: int | None = None,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    attn_implementation: str = "sdpa",
+) -> DiffusionLM:
+    """Load a Qwen3/Qwen2/Llama or SDAR-layout checkpoint directory without remote code."""
+    path = Path(path)
+    parts = read_checkpoint(
+        path, block_size=block_size, mask_id=mask_id, attn_implementation=attn_implementation
+    )
+    try:
+        model = parts.model_class.from_pretrained(
+            path, config=parts.config, dtype=dtype or torch.float32
+        )
+    except (OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"checkpoint {path}: cannot load its weights ({type(e).__name__}: {str(e).splitlines()[0]})"
+        ) from None
+    model.to(device).eval()
     return DiffusionLM(
         model,
-        tokenizer,
-        int(mask_id),
-        eos_ids[0],
-        int(block_size),
+        parts.tokenizer,
+        parts.mask_id,
+        parts.eos_ids[0],
+        parts.block_size,
         name=str(path),
-        stop_ids=eos_ids[1:],
+        stop_ids=parts.eos_ids[1:],
     )
 
 

@@ -159,6 +159,8 @@ class TrainingRun:
         world.start(device)
         compute_dtype = resolve_dtype(config.dtype, device)
         parallel = resolve_parallel(config.parallel, world, device)
+        task = get_task(training_task_name(config.task))
+        problems = task.load(resolve_data_dir(config.data_dir))  # before the model: fail fast
         # The trained weights stay fp32 (master weights); forwards run under autocast or FSDP's
         # mixed precision in the compute dtype.
         policy = load_model(checkpoint or config.model, device=device, dtype="float32")
@@ -168,7 +170,6 @@ class TrainingRun:
             decoder = load_model(checkpoint or config.model, device=device, dtype=compute_dtype)
         scorer = wrap(Scorer(policy.model), parallel, world, compute_dtype)
         reference = _load_reference(config, device, compute_dtype)
-        task = get_task(training_task_name(config.task))
         optim = config.optim
         return cls(
             config=config,
@@ -186,7 +187,7 @@ class TrainingRun:
             ),
             eval_task=get_task(config.task),
             task=task,
-            problems=task.load(resolve_data_dir(config.data_dir)),
+            problems=problems,
             budget=config.rollout.max_new_tokens
             or getattr(task, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
         )

@@ -52,9 +52,11 @@ def resolve_trial_config(
 
 
 def preflight(spec: SweepSpec, spec_path: Path | None) -> None:
-    """Resolve every baseline's trainer config, and the trials' at both ends of every searched
-    range (and at every choice), so that a missing recipe or a range the trainer would reject
-    fails now, naming the key, not in the middle of the sweep."""
+    """Check the model and the data (``check_inputs``), then resolve every baseline's trainer
+    config, and the trials' at both ends of every searched range (and at every choice), so that
+    a missing recipe or a range the trainer would reject fails now, naming the key, not in the
+    middle of the sweep."""
+    check_inputs(spec, spec_path)
     for name in spec.baselines:
         resolve_trial_config(spec, spec_path, BASELINE, name, {})
     for key, param in spec.search_space.items():
@@ -69,3 +71,23 @@ def preflight(spec: SweepSpec, spec_path: Path | None) -> None:
                     f"{spec_path or 'spec'}: search_space key {key!r}: the value {value!r} is not a valid "
                     f"trainer setting ({e}); narrow the range"
                 ) from None
+
+
+def check_inputs(spec: SweepSpec, spec_path: Path | None) -> None:
+    """Read what every trial will read first: the model's config and tokenizer (not its
+    weights) and the problems of the training task and of every evaluation task."""
+    from pareto_bench.models import CheckpointError, check_model
+    from pareto_bench.tasks import TaskDataError, get_task
+    from pareto_bench.tasks.base import resolve_data_dir, training_task_name
+
+    where = spec_path or "spec"
+    try:
+        check_model(spec.model)
+    except CheckpointError as e:
+        raise ConfigError(f"{where}: model: {e}") from None
+    data_dir = resolve_data_dir(spec.data_dir)
+    for task in dict.fromkeys([training_task_name(spec.task), *spec.eval.tasks]):
+        try:
+            get_task(task).load(data_dir)
+        except TaskDataError as e:
+            raise ConfigError(f"{where}: {e} (in the spec: data_dir: DIR)") from None
