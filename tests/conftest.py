@@ -62,3 +62,14 @@ def pytest_terminal_summary(terminalreporter):
     missed = {_required_group(r) for r in terminalreporter.stats.get("skipped", [])} - {None}
     if missed:
         terminalreporter.write_line(f"did not run (skipped): {', '.join(sorted(missed))}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_plan_cache(tmp_path_factory):
+    """Code scoring caches its reference plans (and their run times, which set the sandbox's
+    limits) on disk. Each test session gets an empty cache of its own, so no result depends on
+    an earlier run; a test about the cache points PARETO_BENCH_CACHE elsewhere itself."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PARETO_BENCH_CACHE", str(tmp_path_factory.mktemp("plan-cache")))
+    yield
+    patch.undo()

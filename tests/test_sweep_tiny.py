@@ -3,6 +3,7 @@ with LightningRL and GRPO for a step, evaluates every checkpoint, and records it
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow import MlflowClient
+from pypdf import PdfReader
 
 from pareto_bench.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
 from pareto_bench.rl.config import TrainConfig
@@ -73,3 +75,25 @@ def test_tiny_sweep_end_to_end(tmp_path: Path) -> None:
         "synthetic/tpf",
         "synthetic/aup",
     } <= set(run.data.metrics)
+
+    # What the sweep logged is enough for the report and for compare, with no records on disk.
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    parent = run.data.tags[PARENT_TAG]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    report = subprocess.run(
+        [CLI, "report", "--mlflow-run", parent, "--tracking-uri", uri, "--out", "r.pdf",
+         "--n-boot", "50", "--no-log-mlflow"],
+        cwd=elsewhere, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    text = " ".join(page.extract_text() for page in PdfReader(elsewhere / "r.pdf").pages)
+    assert "Sweep report: tiny" in text and "trial 2" in text and "base model" in text
+    compare = subprocess.run(
+        [CLI, "compare", parent, str(out / "trials" / "0"), "--tracking-uri", uri,
+         "--n-boot", "50", "--json"],
+        cwd=elsewhere, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert compare.returncode == 0, compare.stderr
+    result = json.loads(compare.stdout)["tasks"]["synthetic"]
+    assert result["problems_a"] == result["problems_b"] == 4 and result["paired"]

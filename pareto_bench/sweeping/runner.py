@@ -115,7 +115,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepResult:
     sweep = Sweep.open(spec, options)
     helpers = [] if options.worker else sweep.start_helpers()
     try:
-        return sweep.run()
+        result = sweep.run()
     except BaseException:
         for helper in helpers:
             helper.terminate()
@@ -123,6 +123,9 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepResult:
     finally:
         for helper in helpers:
             helper.wait()
+    if helpers:  # what the helpers finished after this process ran out of trials counts too
+        result.counts = dict(sweep.study.state_counts())
+    return result
 
 
 class Sweep:
