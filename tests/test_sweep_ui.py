@@ -39,6 +39,37 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+# A port can be taken between the probe and the server's bind: then the command says so and
+# exits, and another port is tried.
+PORT_TAKEN = ("already listens", "exited with status")
+
+
+def _start_ui(cwd: Path) -> tuple[subprocess.Popen[str], int, list[str]]:
+    """``pareto-bench ui out`` on a free port, once it has printed the sweep's page."""
+    for _ in range(3):
+        port = free_port()
+        ui = subprocess.Popen(
+            [CLI, "ui", "out", "--port", str(port)],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines: list[str] = []
+        threading.Thread(target=lines.extend, args=(ui.stdout,), daemon=True).start()
+        deadline = time.monotonic() + 240
+        while not any(line.startswith("sweep ") for line in lines):
+            if ui.poll() is not None:
+                error = ui.stderr.read() if ui.stderr else ""
+                assert any(reason in error for reason in PORT_TAKEN), error
+                break
+            assert time.monotonic() < deadline, f"the UI did not come up: {lines}"
+            time.sleep(0.5)
+        else:
+            return ui, port, lines
+    raise AssertionError("three ports in a row were taken before the server could bind them")
+
+
 @contextlib.contextmanager
 def ui_on_a_recorded_sweep(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """Record a one-trial sweep (fake training) in ``tmp_path``, run ``pareto-bench ui`` on it
@@ -55,23 +86,8 @@ def ui_on_a_recorded_sweep(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]
         load_spec(spec_path, overrides),
         SweepOptions(spec_path=spec_path, out_dir=tmp_path / "out", progress=False),
     )
-    port = free_port()
-    ui = subprocess.Popen(
-        [CLI, "ui", "out", "--port", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(ui.stdout), daemon=True)  # type: ignore[arg-type]
-    reader.start()
+    ui, port, lines = _start_ui(tmp_path)
     try:
-        deadline = time.monotonic() + 240
-        while not any(line.startswith("sweep ") for line in lines):
-            assert ui.poll() is None, ui.stderr.read() if ui.stderr else ""
-            assert time.monotonic() < deadline, f"the UI did not come up: {lines}"
-            time.sleep(0.5)
         yield result.parent_run_id, {line.split()[0]: line.strip() for line in lines}
     finally:
         ui.send_signal(signal.SIGTERM)

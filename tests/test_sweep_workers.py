@@ -65,6 +65,12 @@ def starts(tmp_path: Path) -> Counter[int]:
     return Counter({int(p.stem): len(p.read_text().split()) for p in folder.glob("*.started")})
 
 
+def steps_logged(out: Path, number: int) -> int:
+    """Training steps trial ``number`` has written: it is mid-training once there is one."""
+    path = out / "trials" / str(number) / "train.jsonl"
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
 def wait_for(condition, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -94,8 +100,7 @@ def test_sigkill_mid_trial_then_rerun_resumes(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    wait_for(lambda: starts(tmp_path)[2] == 1, 240, "trial 2 to start")
-    time.sleep(1.5)
+    wait_for(lambda: steps_logged(out, 2) >= 1, 240, "trial 2 to log a training step")
     first.send_signal(signal.SIGKILL)
     first.wait()
     trial_pid = int((tmp_path / "started" / "2.started").read_text().split()[0])
@@ -169,8 +174,7 @@ def test_sigterm_marks_the_running_trial_failed_and_rerun_retries_it(tmp_path: P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    wait_for(lambda: starts(tmp_path)[0] == 1, 240, "trial 0 to start")
-    time.sleep(1.5)
+    wait_for(lambda: steps_logged(out, 0) >= 1, 240, "trial 0 to log a training step")
     first.send_signal(signal.SIGTERM)
     first.wait(timeout=60)
     trial_pid = int((tmp_path / "started" / "0.started").read_text().split()[0])

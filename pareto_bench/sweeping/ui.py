@@ -140,6 +140,7 @@ def serve(target: UiTarget, *, port: int) -> None:
     """Serve the store until Ctrl-C, printing the URL of the sweep's page once it answers."""
     if target.uri.startswith(("http://", "https://")):
         print(f"MLflow UI: {target.uri}  (the store is already a server)", flush=True)
+        _print_sweep_page(target.uri.rstrip("/"), target)
         return
     base_url = f"http://{HOST}:{port}"
     # A polite kill of this command must also stop the server it started.
@@ -149,15 +150,19 @@ def serve(target: UiTarget, *, port: int) -> None:
         print(f"starting mlflow server for {target.uri} ...", file=sys.stderr, flush=True)
         wait_until_up(proc, base_url)
         print(f"MLflow UI: {base_url}", flush=True)
-        page = _sweep_page(base_url, target)
-        if page:
-            print(f"sweep {target.sweep}: {base_url}/{page}", flush=True)
+        _print_sweep_page(base_url, target)
         print("press Ctrl-C to stop", file=sys.stderr, flush=True)
         proc.wait()
     except KeyboardInterrupt:
         pass
     finally:
         stop_server(proc)
+
+
+def _print_sweep_page(base_url: str, target: UiTarget) -> None:
+    page = _sweep_page(base_url, target)
+    if page:
+        print(f"sweep {target.sweep}: {base_url}/{page}", flush=True)
 
 
 def _sweep_page(base_url: str, target: UiTarget) -> str | None:
