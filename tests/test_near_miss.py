@@ -1,7 +1,8 @@
 """Near-miss controls for code scoring: each task's reference solutions, wrapped so that their
 result is wrong by the smallest margin of one kind, must all score as wrong. ``return None``
 (the gold tests' control) only shows that a scorer runs the tests; these show that it compares
-closely enough: one off, the same value in another type, a float beyond the tolerance.
+closely enough: one off, the same value in another type, a float beyond the tolerance, and
+for HumanEval+/MBPP+ a solution right on the original tests' inputs only.
 
 The wrapper keeps the reference solution and renames it, so a near miss fails only through
 its result. The first problems of each set are used, to keep the run short.
@@ -56,9 +57,13 @@ FLOAT_PROBLEMS = {
 }
 
 
+def _program(gold: str) -> str:
+    return gold.strip().removeprefix("```python").removesuffix("```").strip("\n")
+
+
 def near_miss(gold: str, entry: str, mutation: str) -> str:
     """The gold response with its entry point wrapped by ``_near_miss``."""
-    code = gold.strip().removeprefix("```python").removesuffix("```").strip("\n")
+    code = _program(gold)
     wrapper = (
         f"{mutation}\n_reference = {entry}\n\n\n"
         f"def {entry}(*args, **kwargs):\n    return _near_miss(_reference(*args, **kwargs))\n"
@@ -103,3 +108,50 @@ def test_the_wrapper_alone_keeps_the_gold_correct(name, data_dir):
         problems, [near_miss(p.gold, p.meta["entry_point"], identity) for p in problems]
     )
     assert all(v.correct for v in verdicts), [v.detail for v in verdicts if not v.correct]
+
+
+# A solution right on the original tests' inputs and one off on every other: only the
+# "plus" tests can tell.
+PLUS_FILES = {
+    "humanevalplus": ("humaneval", "humanevalplus/HumanEvalPlus.jsonl.gz"),
+    "mbppplus": ("mbpp", "mbppplus/MbppPlus-v0.2.0.jsonl"),
+}
+
+
+def plus_only_miss(gold: str, entry: str, base_inputs: list) -> str:
+    """The gold response, wrong (one off) on every input that is not one of ``base_inputs``."""
+    code = _program(gold)
+    keys = sorted({repr(list(args)) for args in base_inputs})
+    wrapper = (
+        f"{MUTATIONS['off_by_one']}\n_BASE = set({keys!r})\n_reference = {entry}\n\n\n"
+        f"def {entry}(*args):\n"
+        f"    base = repr(list(args)) in _BASE\n"
+        f"    result = _reference(*args)\n"
+        f"    return result if base else _near_miss(result)\n"
+    )
+    return f"```python\n{code}\n\n{wrapper}```"
+
+
+@pytest.mark.parametrize("name", sorted(PLUS_FILES))
+def test_solutions_right_only_on_the_original_inputs_fail_the_plus_tests(name, data_dir):
+    import gzip
+    import json
+
+    base_name, file = PLUS_FILES[name]
+    path = data_dir / file
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        raw = {r["task_id"]: r for r in map(json.loads, f)}
+    task, base_task = get_task(name), get_task(base_name)
+    problems = task.load(data_dir)[:SAMPLE]
+    misses = [
+        plus_only_miss(p.gold, p.meta["entry_point"], raw[p.id]["base_input"]) for p in problems
+    ]
+    plus = task.score(problems, misses)
+    assert not [p.id for p, v in zip(problems, plus, strict=True) if v.correct]
+    # The same programs against the original tests pass where those tests call the function
+    # with the recorded base inputs: all 15 HumanEval ones, 7 of the 8 MBPP ones in the sample.
+    by_id = {p.id: p for p in base_task.load(data_dir)}
+    kept = [(by_id[p.id], m) for p, m in zip(problems, misses, strict=True) if p.id in by_id]
+    base = base_task.score([p for p, _ in kept], [m for _, m in kept])
+    assert sum(v.correct for v in base) >= 0.8 * len(kept), [v.detail for v in base]
