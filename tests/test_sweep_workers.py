@@ -294,9 +294,6 @@ def postgres_url() -> Iterator[str]:
     data = base / "data"
     if as_user:
         shutil.chown(base, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     try:
         subprocess.run(
             [*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust"],
@@ -304,24 +301,23 @@ def postgres_url() -> Iterator[str]:
             capture_output=True,
             timeout=120,
         )
-        options = f"-h 127.0.0.1 -p {port} -k {base} -c fsync=off"
-        subprocess.run(
-            [
-                *as_user,
-                pg_ctl,
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-l",
-                str(base / "log"),
-                "-w",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        for _ in range(3):  # a port taken between the probe and the server's bind: another one
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            options = f"-h 127.0.0.1 -p {port} -k {base} -c fsync=off"
+            started = subprocess.run(
+                [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"),
+                 "-w", "start"],
+                capture_output=True,
+                timeout=120,
+            )  # fmt: skip
+            if started.returncode == 0:
+                break
+            log = (base / "log").read_text() if (base / "log").is_file() else ""
+            assert "Address already in use" in log, started.stderr.decode() + log
+        else:
+            raise AssertionError("three ports in a row were taken before PostgreSQL bound them")
         try:
             yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
         finally:
