@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import textwrap
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -597,12 +598,13 @@ def test_a_timeout_kills_the_whole_process_group_quickly():
 @pytest.mark.skipif(not sandbox.namespaces_available(), reason="this machine refuses namespaces")
 def test_the_user_namespace_path_taken_by_non_root_users_locks_down_too(monkeypatch):
     monkeypatch.setattr(sandbox, "_user_namespace", lambda: True)  # as for a non-root user
+    target = Path("/var/tmp") / f"pareto-userns-probe-{uuid.uuid4().hex}"  # this test's own
     probe = textwrap.dedent(
         """
         import os, socket
         def probe():
             try:
-                open("/var/tmp/pareto-userns-probe", "w")
+                open(TARGET, "w")
                 wrote = True
             except OSError:
                 wrote = False
@@ -613,9 +615,9 @@ def test_the_user_namespace_path_taken_by_non_root_users_locks_down_too(monkeypa
                 connected = False
             return [os.getpid(), open("/proc/self/uid_map").read().split(), wrote, connected]
         """
-    )
+    ).replace("TARGET", repr(str(target)))
     execution = sandbox.run(Program(code=probe, calls=(Call.of("probe", []),)))
     pid, uid_map, wrote, connected = execution.outcomes[0].value
     assert execution.isolation["namespaces"] and execution.isolation["read_only_fs"]
     assert pid == 1 and uid_map[:2] == ["0", str(os.getuid())]
-    assert not wrote and not connected and not Path("/var/tmp/pareto-userns-probe").exists()
+    assert not wrote and not connected and not target.exists()
