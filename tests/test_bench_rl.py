@@ -48,6 +48,14 @@ def test_bench_rl_trains_every_method_per_seed_and_reports_medians(tmp_path):
         reported = summary["methods"][method]
         assert reported["thresholds"]["0.9"]["tpf"] == pytest.approx(sum(tpfs) / 2)
         assert reported["train_seconds"] > 0
+        # Each seed's own numbers beside the median, and the range of their AUPs.
+        per_seed = reported["per_seed"]
+        assert [s["seed"] for s in per_seed] == [0, 1]
+        assert [s["thresholds"]["0.9"]["tpf"] for s in per_seed] == tpfs
+        assert reported["aup_range"] == [
+            min(s["aup"] for s in per_seed),
+            max(s["aup"] for s in per_seed),
+        ]
 
     base = read_jsonl(tmp_path / "base" / "eval.jsonl", EvalRecord)
     assert summary["methods"]["base"]["thresholds"]["0.9"]["tpf"] == base[1].tpf

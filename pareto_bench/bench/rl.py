@@ -87,11 +87,22 @@ def bench_rl(
         "methods": {},
     }
     for method, method_runs in curves.items():
+        aups = [aup([(r.tpf, r.accuracy) for r in records], y_max) for records in method_runs]
         summary["methods"][method] = {
-            "aup": statistics.median(
-                aup([(r.tpf, r.accuracy) for r in records], y_max) for records in method_runs
-            ),
+            "aup": statistics.median(aups),
+            "aup_range": [min(aups), max(aups)],
             "thresholds": _medians_per_threshold(method_runs, thresholds),
+            # Each seed's own numbers: a run is exact on one machine, statistical across them.
+            "per_seed": [
+                {
+                    "seed": seed,
+                    "aup": value,
+                    "thresholds": {
+                        str(r.threshold): {"accuracy": r.accuracy, "tpf": r.tpf} for r in records
+                    },
+                }
+                for seed, value, records in zip(seeds, aups, method_runs, strict=True)
+            ],
             **(
                 {"train_seconds": statistics.median(train_seconds[method])}
                 if train_seconds.get(method)
