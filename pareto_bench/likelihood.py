@@ -187,10 +187,8 @@ def sequence_logprobs(
         if not scored.any():
             continue
         index = torch.tensor(active, device=device)
-        if len(active) < batch:
-            row_kv = [(k[index, :, :read], v[index, :, :read]) for k, v in kv]
-        else:
-            row_kv = [(k[:, :, :read], v[:, :, :read]) for k, v in kv]
+        rows = index if len(active) < batch else slice(None)  # a view, not a copy, of all rows
+        row_kv = [(k[rows, :, :read], v[rows, :, :read]) for k, v in kv]
         row_clean = Slots(*(t[index] for t in _fields(clean)))
         mask = _mask(part, row_clean, read, b, attention)
         target_ids = row_clean.ids.gather(1, part.target.clamp(min=0))[scored]

@@ -67,14 +67,18 @@ def _program(gold: str) -> str:
     return gold.strip().removeprefix("```python").removesuffix("```").strip("\n")
 
 
-def near_miss(gold: str, entry: str, mutation: str) -> str:
-    """The gold response with its entry point wrapped by ``_near_miss``."""
-    code = _program(gold)
-    wrapper = (
+def wrapper(entry: str, mutation: str) -> str:
+    """Code that, appended to a program defining ``entry``, rebinds ``entry`` to its
+    ``_near_miss``-ed result."""
+    return (
         f"{mutation}\n_reference = {entry}\n\n\n"
         f"def {entry}(*args, **kwargs):\n    return _near_miss(_reference(*args, **kwargs))\n"
     )
-    return f"```python\n{code}\n\n{wrapper}```"
+
+
+def near_miss(gold: str, entry: str, mutation: str) -> str:
+    """The gold response with its entry point wrapped by ``_near_miss``."""
+    return f"```python\n{_program(gold)}\n\n{wrapper(entry, mutation)}```"
 
 
 def _passed(name: str, data_dir, chosen, mutation: str) -> dict[str, str]:

