@@ -7,10 +7,13 @@ see the same settings as the test that started them:
 
 - ``PB_FAKE_STEP_S``: seconds per fake RL step (default 0);
 - ``PB_FAKE_FAIL``: comma-separated trial numbers that raise;
+- ``PB_FAKE_FAIL_SEEDS``: comma-separated training seeds that raise (replicates);
 - ``PB_FAKE_NAN``: comma-separated trial numbers whose loss diverges;
 - ``PB_FAKE_STARTED``: a directory where each trial appends its pid to ``<number>.started``
   when it begins (one line per start, so a trial run twice shows), and writes the worker slot
-  it ran in to ``<number>.slot``.
+  it ran in to ``<number>.slot``; a seed replicate uses ``<number>-seed<seed>`` for ``<number>``.
+
+Each training seed above 0 costs 3 points of accuracy, so that replicates differ.
 """
 
 from __future__ import annotations
@@ -34,22 +37,32 @@ def _numbers(var: str) -> set[int]:
     return {int(x) for x in os.environ.get(var, "").split(",") if x.strip()}
 
 
+def _seed(spec) -> int:
+    return int((spec.config or {}).get("seed", 0))
+
+
 def _curve(spec, task: str, threshold: float) -> tuple[float, float]:
     """A made-up frontier: a higher tpf_weight buys TPF at some cost in accuracy."""
     weight = float(spec.params.get("reward.tpf_weight", 0.0 if spec.kind == "baseline" else 1.0))
     nll = float(spec.params.get("loss.nll_weight", 0.1))
     tpf = 1.0 + (1.0 - threshold) * 4.0 + weight
-    accuracy = max(0.0, min(100.0, 90.0 - (1.0 - threshold) * 40.0 - 5.0 * weight + 20.0 * nll))
-    return accuracy, tpf
+    accuracy = 90.0 - (1.0 - threshold) * 40.0 - 5.0 * weight + 20.0 * nll - 3.0 * _seed(spec)
+    return max(0.0, min(100.0, accuracy)), tpf
+
+
+def started_key(spec) -> str:
+    replicate = Path(spec.trial_dir).name.startswith("seed-")
+    return f"{spec.number}-seed{_seed(spec)}" if replicate else str(spec.number)
 
 
 def quick_body(spec, on_step):
     started = os.environ.get("PB_FAKE_STARTED")
     if started:
         Path(started).mkdir(parents=True, exist_ok=True)
-        with (Path(started) / f"{spec.number}.started").open("a") as f:
+        with (Path(started) / f"{started_key(spec)}.started").open("a") as f:
             f.write(f"{os.getpid()}\n")
-        (Path(started) / f"{spec.number}.slot").write_text(os.environ.get("PARETO_BENCH_SLOT", "0"))
+        slot = os.environ.get("PARETO_BENCH_SLOT", "0")
+        (Path(started) / f"{started_key(spec)}.slot").write_text(slot)
     trial_dir = Path(spec.trial_dir)
     if spec.config is not None:
         (trial_dir / "config.yaml").write_text(yaml.safe_dump(spec.config))
@@ -83,6 +96,8 @@ def quick_body(spec, on_step):
             on_step(record)
     if spec.number in _numbers("PB_FAKE_FAIL"):
         raise ValueError(f"fake failure of trial {spec.number}")
+    if spec.config is not None and _seed(spec) in _numbers("PB_FAKE_FAIL_SEEDS"):
+        raise ValueError(f"fake failure of seed {_seed(spec)}")
     records = []
     for task in spec.tasks:
         for threshold in spec.thresholds:

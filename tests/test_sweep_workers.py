@@ -57,12 +57,17 @@ def env(tmp_path: Path, step_s: float) -> dict[str, str]:
     }
 
 
-def starts(tmp_path: Path) -> Counter[int]:
-    """How many times each trial number began running."""
+def starts(tmp_path: Path) -> Counter[int | str]:
+    """How many times each trial number (or replicate, ``<number>-seed<seed>``) began running."""
     folder = tmp_path / "started"
     if not folder.is_dir():
         return Counter()
-    return Counter({int(p.stem): len(p.read_text().split()) for p in folder.glob("*.started")})
+    return Counter(
+        {
+            int(p.stem) if p.stem.isdigit() else p.stem: len(p.read_text().split())
+            for p in folder.glob("*.started")
+        }
+    )
 
 
 def steps_logged(out: Path, number: int) -> int:

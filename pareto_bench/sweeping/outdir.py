@@ -6,6 +6,9 @@
   study.journal       Optuna storage, unless --storage says otherwise
   trials.jsonl        TrialRecord rows on every state change; the last row per trial wins
   trials/<number>/    config.yaml, train.jsonl, eval.jsonl, checkpoint/
+    replicates.jsonl  with seed replicates: a TrialRecord row per replicate state change
+    seed-<seed>/      one replicate's config.yaml, train.jsonl, eval.jsonl, checkpoint/; the
+                      configuration's own eval.jsonl then pools its completed replicates
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ SWEEP_JSON = "sweep.json"
 SPEC_YAML = "spec.yaml"
 TRIALS_JSONL = "trials.jsonl"
 TRIALS_DIR = "trials"
+REPLICATES_JSONL = "replicates.jsonl"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,12 @@ class SweepDir:
     def trial_dir(self, number: int) -> Path:
         return self.root / TRIALS_DIR / str(number)
 
+    def replicate_dir(self, number: int, seed: int) -> Path:
+        return self.trial_dir(number) / replicate_dir_name(seed)
+
+    def append_replicate(self, record: TrialRecord) -> None:
+        append_jsonl(self.trial_dir(record.number) / REPLICATES_JSONL, [record])
+
     def write_metadata(self, spec: SweepSpec, info: dict[str, Any]) -> None:
         """Write ``spec.yaml`` and ``sweep.json`` (atomically: readers never see half a file)."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -64,6 +74,10 @@ class SweepDir:
         if not self.trials_jsonl.is_file():
             return {}
         return {r.number: r for r in read_jsonl(self.trials_jsonl, TrialRecord)}
+
+
+def replicate_dir_name(seed: int) -> str:
+    return f"seed-{seed}"
 
 
 def sweep_info(

@@ -90,7 +90,7 @@ class SweepDisplay:
     ) -> None:
         with self._lock:
             self._current = _Current(number, name, params, total_steps)
-        self._log(f"{name} (#{number}) started" + (f": {_params_text(params)}" if params else ""))
+        self._log(f"{name} (#{number}) started" + (f": {params_text(params)}" if params else ""))
 
     def step(self, record: TrainStepRecord) -> None:
         with self._lock:
@@ -167,7 +167,7 @@ class SweepDisplay:
         table.add_column("params")
         for record in best[:8]:
             values = [f"{record.objectives.get(k, float('nan')):.3g}" for k in self.objectives]
-            table.add_row(str(record.number), record.name, *values, _params_text(record.params))
+            table.add_row(str(record.number), record.name, *values, params_text(record.params))
         return table
 
 
@@ -216,7 +216,7 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _params_text(params: dict[str, Any]) -> str:
+def params_text(params: dict[str, Any]) -> str:
     return " ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
     )

@@ -8,7 +8,9 @@ Every process of a sweep, the first one or the Nth ``--worker``, runs the same l
 4. run it through the executor, streaming its training curve to the tracker;
 5. log its evaluation and artifacts, append to ``trials.jsonl``, then tell the study;
 
-until no trial is left. Optuna is the source of truth for trial state; ``trials.jsonl`` and
+until no trial is left. With seed replicates (``replicates`` in the spec), step 3 queues one job
+per seed instead, and the loop claims those jobs first; the worker that finishes a
+configuration's last job tells the study their aggregate (:mod:`~pareto_bench.sweeping.replicates`). Optuna is the source of truth for trial state; ``trials.jsonl`` and
 the tracker follow it, and a re-run first brings ``trials.jsonl`` up to date.
 """
 
@@ -30,11 +32,27 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pareto_bench.config import ConfigError
-from pareto_bench.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
+from pareto_bench.records import (
+    EvalRecord,
+    TrainStepRecord,
+    TrialRecord,
+    append_jsonl,
+    read_jsonl,
+)
 from pareto_bench.sweeping import layout
 from pareto_bench.sweeping.executors import SLOT_ENV, Executor, make_executor
 from pareto_bench.sweeping.outdir import SweepDir, sweep_info
-from pareto_bench.sweeping.progress import Snapshot, SweepDisplay, best_records
+from pareto_bench.sweeping.progress import Snapshot, SweepDisplay, best_records, params_text
+from pareto_bench.sweeping.replicates import (
+    CONFIGURATION,
+    ReplicateQueue,
+    aggregate,
+    completed_objectives,
+    finished,
+    pool,
+    replicate_name,
+    seeds_of,
+)
 from pareto_bench.sweeping.resolve import preflight, resolve_trial_config
 from pareto_bench.sweeping.samplers import KIND_ATTR, SEARCH, build_sampler, is_baseline
 from pareto_bench.sweeping.spec import (
@@ -45,6 +63,7 @@ from pareto_bench.sweeping.spec import (
 from pareto_bench.sweeping.study import (
     NAME,
     OBJECTIVES,
+    REPLICATE_SEEDS,
     RUN_ID,
     SEED,
     WALL_TIME,
@@ -90,6 +109,16 @@ class TrackingTime:
     busy: float = 0.0  # every tracker call and plot, in any thread
     blocking: float = 0.0  # the part the worker loop waited for: what tracking costs the sweep
     setup: float = 0.0  # of ``blocking``, before the first trial: MLflow import, store, parent run
+
+
+@dataclass
+class Outcome:
+    """What running one trial (or replicate) gave: its records and objectives, or a failure."""
+
+    records: list[EvalRecord] = field(default_factory=list)
+    objectives: dict[str, float] = field(default_factory=dict)
+    values: list[float] = field(default_factory=list)  # the objectives Optuna is told, in order
+    failure: str = ""
 
 
 @dataclass
@@ -139,6 +168,7 @@ class Sweep:
         study: SweepStudy,
         tracker: Tracker,
         executor: Executor,
+        replicates: ReplicateQueue | None = None,
     ) -> None:
         self.spec = spec
         self.options = options
@@ -146,6 +176,7 @@ class Sweep:
         self.study = study
         self.tracker = tracker
         self.executor = executor
+        self.replicates = replicates  # None: one seed per configuration, no jobs
         self.budget = options.trials if options.trials is not None else spec.trials
         self.display = SweepDisplay(
             spec.name, spec.objective_keys, self.snapshot, enabled=options.progress
@@ -179,7 +210,11 @@ class Sweep:
             on_setup=lambda s: mark_parent_pending(s, tracker.uri),
         )
         executor = make_executor(spec.executor.name, spec.executor.body, spec.executor.model_extra)
-        sweep = cls(spec, options, out, study, tracker, executor)
+        replicates = None
+        if spec.replicates.size > 1:
+            directions = len(spec.objective_keys)
+            replicates = ReplicateQueue(storage, spec.name, directions, spec.retry_killed)
+        sweep = cls(spec, options, out, study, tracker, executor, replicates)
         sweep._catch_up_records()
         return sweep
 
@@ -222,10 +257,18 @@ class Sweep:
                     self.display.note(f"warning: {warning}")
                 while self.options.max_trials is None or len(result.ran) < self.options.max_trials:
                     result.recovered += self.recover_dead()
+                    # Replicates first: finish configurations before sampling new ones.
+                    job = self.replicates.claim() if self.replicates else None
+                    if job is not None:
+                        result.ran.append(self.run_replicate(job))
+                        continue
                     claimed = self.study.claim(self.budget)
                     if claimed is None:
                         break
-                    result.ran.append(self.run_trial(*claimed))
+                    if self.replicates:
+                        self.queue_replicates(*claimed)
+                    else:
+                        result.ran.append(self.run_trial(*claimed))
         finally:
             self._await(self._tracking.submit(lambda: None))  # let queued tracking finish
             self._tracking.shutdown(wait=True)
@@ -271,65 +314,99 @@ class Sweep:
                 f"{record.name} (#{record.number}) marked FAILED: {reason}"
                 + ("; re-enqueued with the same parameters" if retried else "")
             )
+        if self.replicates is not None:
+            recovered += self._recover_dead_replicates(self.replicates)
+        return recovered
+
+    def _recover_dead_replicates(self, queue: ReplicateQueue) -> list[TrialRecord]:
+        """Fail (and queue once more) every job whose worker died, then finish any configuration
+        whose last job ended with a worker that died before it could aggregate."""
+        recovered = []
+        for job, reason in queue.dead_trials(self.spec.executor.stale_after_s):
+            if not queue.fail(job.number, reason):
+                continue
+            run_id = str(job.user_attrs.get(RUN_ID, ""))
+            self.tracker.set_tags(run_id, {"failure_reason": reason})
+            self.tracker.end_run(run_id, "FAILED")
+            record = self._replicate_record(queue.frozen(job.number), "FAIL", reason)
+            self.out.append_replicate(record)
+            recovered.append(record)
+            retried = queue.retry(job)
+            self.display.note(
+                f"{record.name} (#{record.number}) marked FAILED: {reason}"
+                + ("; queued again" if retried else "")
+            )
+        for trial in self.study.trials():
+            if trial.state.name == "RUNNING" and trial.user_attrs.get(REPLICATE_SEEDS):
+                self.finish_configuration(trial.number)
         return recovered
 
     def run_trial(self, trial: Any, optuna_study: Any) -> TrialRecord:
         number = trial.number
         kind = trial.user_attrs.get(KIND_ATTR, SEARCH)
         name = trial_name(trial)
-        params = (
-            {key: param.suggest(trial, key) for key, param in self.spec.search_space.items()}
-            if kind == SEARCH
-            else {}
-        )
+        params = self._sample(trial, kind)
         started = time.monotonic()
         self.study.set_attrs(number, **{NAME: name, SEED: self.spec.seed})
         run = self._tracking.submit(self._open_trial_run, number, name, kind)
-
-        failure = detail = ""
-        objectives: dict[str, float] = {}
-        values: list[float] = []
         try:
             with self.study.heartbeat(number, self.spec.executor.heartbeat_s):
-                spec = self.trial_spec(number, kind, name, params)
-                self._tracking.submit(
-                    lambda: self.tracker.log_params(run.result(), layout.trial_params(spec))
-                )
-                total = (spec.config or {}).get("steps")
-                self.display.trial_started(number, name, params, total)
-                curves = CurveStream(self.tracker, run)
-                try:
-                    records = self.executor.run(spec, curves.add_step(self.display.step))
-                finally:
-                    curves.flush()
-                run_id = self._await(run)
-                objectives = summarize(
-                    records,
-                    operating_threshold=self.spec.eval.operating_threshold,
-                    y_max=self.spec.eval.y_max,
-                    hv_reference=self.spec.eval.hv_reference,
-                )
-                values = self._objective_values(objectives)
-                self.tracker.log_metrics(
-                    run_id, layout.eval_metrics(records) + layout.summary_metrics(objectives)
-                )
-                self._log_plots(run_id, name, records)
-        except TrialFailed as e:
-            failure, detail = e.reason, e.detail
-        except ConfigError as e:  # a sampled value the trainer config rejects
-            failure = f"ConfigError: {e}"
+                outcome = self._execute(self.trial_spec(number, kind, name, params), run)
         except KeyboardInterrupt:
             reason = "interrupted (Ctrl-C or SIGTERM)"
             self._end_trial(number, self._await(run), started, reason, {}, None, "KILLED")
             self.study.retry(self.study.frozen(number))  # a re-run picks it up again
             raise
+        run_id = self._await(run)
+        if not outcome.failure:
+            self._log_plots(run_id, name, outcome.records)
+        tell = (optuna_study, trial, None if outcome.failure else outcome.values)
+        return self._end_trial(number, run_id, started, outcome.failure, outcome.objectives, tell)
+
+    def _sample(self, trial: Any, kind: str) -> dict[str, Any]:
+        if kind != SEARCH:
+            return {}
+        return {key: param.suggest(trial, key) for key, param in self.spec.search_space.items()}
+
+    def _execute(self, spec: TrialSpec, run: concurrent.futures.Future[str]) -> Outcome:
+        """Run one trial (or replicate) through the executor, streaming its curve to ``run``,
+        and log its evaluation there. A failure is returned, not raised; Ctrl-C propagates."""
+        failure = detail = ""
+        try:
+            self._tracking.submit(
+                lambda: self.tracker.log_params(run.result(), layout.trial_params(spec))
+            )
+            total = (spec.config or {}).get("steps")
+            self.display.trial_started(spec.number, spec.name, spec.params, total)
+            curves = CurveStream(self.tracker, run)
+            try:
+                records = self.executor.run(spec, curves.add_step(self.display.step))
+            finally:
+                curves.flush()
+            objectives = self._summarize(records)
+            values = self._objective_values(objectives)
+            self.tracker.log_metrics(
+                self._await(run),
+                layout.eval_metrics(records) + layout.summary_metrics(objectives),
+            )
+            return Outcome(records, objectives, values)
+        except TrialFailed as e:
+            failure, detail = e.reason, e.detail
+        except ConfigError as e:  # a sampled value the trainer config rejects
+            failure = f"ConfigError: {e}"
         except Exception as e:  # a harness error fails this trial, not the sweep
             failure, detail = failure_reason(e), traceback.format_exc()
-        run_id = self._await(run)
         if detail:
-            self._log_text(run_id, "failure.txt", detail)
-        tell = (optuna_study, trial, None if failure else values)
-        return self._end_trial(number, run_id, started, failure, objectives, tell)
+            self._log_text(self._await(run), "failure.txt", detail)
+        return Outcome(failure=failure)
+
+    def _summarize(self, records: list[EvalRecord]) -> dict[str, float]:
+        return summarize(
+            records,
+            operating_threshold=self.spec.eval.operating_threshold,
+            y_max=self.spec.eval.y_max,
+            hv_reference=self.spec.eval.hv_reference,
+        )
 
     def _objective_values(self, objectives: dict[str, float]) -> list[float]:
         """The values Optuna is told, in the spec's order; NaN or missing fails the trial."""
@@ -338,6 +415,139 @@ class Sweep:
             if not math.isfinite(value):
                 raise TrialFailed(f"objective {key} is {objectives.get(key, 'missing')}")
         return values
+
+    # -- replicates ---------------------------------------------------------------------
+
+    def queue_replicates(self, trial: Any, optuna_study: Any) -> None:
+        """Sample a claimed configuration, open its run and queue one job per seed. Its
+        jobs are claimed like trials, by this worker or any other."""
+        assert self.replicates is not None
+        number = trial.number
+        kind = trial.user_attrs.get(KIND_ATTR, SEARCH)
+        name = trial_name(trial)
+        params = self._sample(trial, kind)
+        self.study.set_attrs(number, **{NAME: name, SEED: self.spec.seed})
+        # The jobs' runs are its children: it must exist before any of them starts.
+        run_id = self._await(self._tracking.submit(self._open_trial_run, number, name, kind))
+        self.tracker.log_params(
+            run_id, layout.trial_params(self.trial_spec(number, kind, name, params))
+        )
+        seeds = seeds_of(self.spec, kind, name)
+        self.replicates.enqueue(number, name, seeds)
+        self.study.set_attrs(number, **{REPLICATE_SEEDS: seeds})
+        self.display.note(
+            f"{name} (#{number}): {len(seeds)} replicate(s) queued, seeds "
+            + ", ".join(map(str, seeds))
+            + (f": {params_text(params)}" if params else "")
+        )
+
+    def run_replicate(self, job: Any) -> TrialRecord:
+        """Run one replicate job; the worker that ends a configuration's last job finishes it."""
+        queue = self.replicates
+        assert queue is not None
+        number, seed = int(job.user_attrs[CONFIGURATION]), int(job.user_attrs[SEED])
+        configuration = self.study.frozen(number)
+        if configuration.state.name != "RUNNING":  # it failed (its worker died) before queueing all
+            reason = f"its configuration #{number} is {configuration.state.name}, not running"
+            queue.fail(job.number, reason)
+            return self._replicate_record(queue.frozen(job.number), "FAIL", reason)
+        kind = configuration.user_attrs.get(KIND_ATTR, SEARCH)
+        name = trial_name(configuration)
+        started = time.monotonic()
+        parent = str(configuration.user_attrs.get(RUN_ID, ""))
+        run = self._tracking.submit(self._open_replicate_run, job.number, parent, name, seed)
+        try:
+            with queue.heartbeat(job.number, self.spec.executor.heartbeat_s):
+                spec = self.trial_spec(number, kind, name, dict(configuration.params), seed)
+                outcome = self._execute(spec, run)
+        except KeyboardInterrupt:
+            run_id = self._await(run)
+            queue.fail(job.number, "interrupted (Ctrl-C or SIGTERM)")
+            self.tracker.end_run(run_id, "KILLED")
+            queue.retry(queue.frozen(job.number))
+            raise
+        run_id = self._await(run)
+        queue.set_attrs(job.number, **{WALL_TIME: time.monotonic() - started})
+        if outcome.failure:
+            queue.fail(job.number, outcome.failure)
+            self.tracker.set_tags(run_id, {"failure_reason": outcome.failure})
+        else:
+            queue.set_attrs(job.number, **{OBJECTIVES: outcome.objectives})
+            queue.complete(job.number, outcome.values)
+        self.tracker.end_run(run_id, "FAILED" if outcome.failure else "FINISHED")
+        state = "FAIL" if outcome.failure else "COMPLETE"
+        record = self._replicate_record(queue.frozen(job.number), state, outcome.failure)
+        self.out.append_replicate(record)
+        self.display.trial_finished(record)
+        self.finish_configuration(number)
+        return record
+
+    def _replicate_record(self, job: Any, state: str, failure: str) -> TrialRecord:
+        return dataclasses.replace(
+            record_of(job),
+            number=int(job.user_attrs[CONFIGURATION]),
+            name=replicate_name(trial_name(job), int(job.user_attrs[SEED])),
+            state=state,
+            failure_reason=failure,
+        )
+
+    def _open_replicate_run(self, job: int, parent: str, name: str, seed: int) -> str:
+        assert self.replicates is not None
+        run_id = self.tracker.start_run(
+            replicate_name(name, seed),
+            experiment=self.spec.experiment_name,
+            parent_run_id=parent or self._parent.result(),
+            tags={"kind": "replicate", "seed": str(seed), "sweep": self.spec.name},
+        )
+        if run_id:
+            self.replicates.set_attrs(job, **{RUN_ID: run_id})
+        return run_id
+
+    def finish_configuration(self, number: int) -> None:
+        """Once every job of configuration ``number`` has ended: pool their evaluations into
+        its ``eval.jsonl``, log the aggregate to its run and tell the study. Idempotent: the
+        study accepts one tell, and a configuration already told is left alone."""
+        assert self.replicates is not None
+        configuration = self.study.frozen(number)
+        jobs = self.replicates.jobs_of(number)
+        if configuration.state.name != "RUNNING" or not jobs or not finished(jobs):
+            return
+        done = completed_objectives(jobs)
+        objectives = aggregate(done, self.spec.replicates.aggregate)
+        seeds = [int(j.user_attrs[SEED]) for j in jobs if j.state.name == "COMPLETE"]
+        records = pool(
+            [read_jsonl(self.out.replicate_dir(number, s) / EVAL_FILE, EvalRecord) for s in seeds]
+        )
+        eval_file = self.out.trial_dir(number) / EVAL_FILE
+        eval_file.unlink(missing_ok=True)
+        append_jsonl(eval_file, records)
+        required = min(self.spec.replicates.required, len(jobs))  # the base model has one
+        failure = ""
+        values: list[float] = []
+        if len(done) < required:
+            failure = (
+                f"{len(done)} of {len(jobs)} replicates completed; replicates.min_complete "
+                f"needs {required}"
+            )
+        else:
+            try:
+                values = self._objective_values(objectives)
+            except TrialFailed as e:
+                failure = e.reason
+        run_id = str(configuration.user_attrs.get(RUN_ID, ""))
+        if not failure:
+            counts = [
+                Metric("replicates/complete", len(done)),
+                Metric("replicates/total", len(jobs)),
+            ]
+            self.tracker.log_metrics(
+                run_id,
+                layout.eval_metrics(records) + layout.summary_metrics(objectives) + counts,
+            )
+            self._log_plots(run_id, trial_name(configuration), records)
+        wall = sum(float(j.user_attrs.get(WALL_TIME) or 0.0) for j in jobs)
+        tell = (self.study.study(), number, values)
+        self._end_trial(number, run_id, time.monotonic() - wall, failure, objectives, tell)
 
     def _end_trial(
         self,
@@ -421,14 +631,27 @@ class Sweep:
 
     # -- trials -------------------------------------------------------------------------
 
-    def trial_spec(self, number: int, kind: str, name: str, params: dict[str, Any]) -> TrialSpec:
+    def trial_spec(
+        self,
+        number: int,
+        kind: str,
+        name: str,
+        params: dict[str, Any],
+        seed: int | None = None,
+    ) -> TrialSpec:
+        """The trial's spec; with ``seed``, that replicate's (its own seed and directory)."""
         spec = self.spec
         config = resolve_trial_config(spec, self.options.spec_path, kind, name, params)
+        trial_dir = self.out.trial_dir(number)
+        if seed is not None:
+            trial_dir = self.out.replicate_dir(number, seed)
+            if config is not None:
+                config["seed"] = seed
         return TrialSpec(
             number=number,
             kind=kind,
-            name=name,
-            trial_dir=str(self.out.trial_dir(number).resolve()),
+            name=replicate_name(name, seed) if seed is not None else name,
+            trial_dir=str(trial_dir.resolve()),
             model=spec.model,
             tasks=list(spec.eval.tasks),
             thresholds=spec.eval.all_thresholds,

@@ -234,6 +234,51 @@ class ExecutorSpec(StrictModel):
     )
 
 
+class ReplicateSpec(StrictModel):
+    """Seeds per configuration. ``replicates: 3`` is short for ``{count: 3}``: seeds ``seed``,
+    ``seed + 1``, ``seed + 2``; ``replicates: {seeds: [0, 7, 9]}`` names them."""
+
+    count: int = Field(1, ge=1, description="Seeds per configuration: seed, seed + 1, ...")
+    seeds: list[int] | None = Field(
+        None, min_length=1, description="The seeds themselves, in place of count."
+    )
+    aggregate: Literal["median", "mean"] = Field(
+        "median", description="How the replicates' objectives become the one value Optuna sees."
+    )
+    min_complete: int | None = Field(
+        None,
+        ge=1,
+        description="Replicates that must complete, or the configuration fails; None: a majority.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"count": data} if isinstance(data, int) and not isinstance(data, bool) else data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReplicateSpec:
+        if self.seeds is not None:
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ValueError("seeds: list each seed once")
+            if "count" in self.model_fields_set and self.count != len(self.seeds):
+                raise ValueError("give count or seeds, not both")
+        if self.min_complete is not None and self.min_complete > self.size:
+            raise ValueError(f"min_complete {self.min_complete} exceeds the {self.size} replicates")
+        return self
+
+    @property
+    def size(self) -> int:
+        return len(self.seeds) if self.seeds is not None else self.count
+
+    def seeds_from(self, base: int) -> list[int]:
+        return list(self.seeds) if self.seeds is not None else [base + k for k in range(self.count)]
+
+    @property
+    def required(self) -> int:
+        return self.min_complete if self.min_complete is not None else self.size // 2 + 1
+
+
 class SweepSpec(StrictModel):
     name: str = Field(
         description="Names the study, the MLflow experiment and the default output runs/<name>."
@@ -273,6 +318,13 @@ class SweepSpec(StrictModel):
     sampler: SamplerSpec = Field(default_factory=SamplerSpec, description="The Optuna sampler.")
     trials: int = Field(8, ge=0, description="Search trials (baselines come on top).")
     seed: int = Field(0, description="Sampler seed and every trial's training seed.")
+    replicates: ReplicateSpec = Field(
+        default_factory=ReplicateSpec,
+        description=(
+            "Train and evaluate every configuration (search trial and baseline) once per seed: "
+            "3, or {seeds: [...], aggregate: median|mean, min_complete: N}."
+        ),
+    )
     search_space: dict[str, SearchParam] = Field(
         default_factory=dict, description="Dotted TrainConfig field -> Optuna distribution."
     )
@@ -304,6 +356,11 @@ class SweepSpec(StrictModel):
     @property
     def experiment_name(self) -> str:
         return self.experiment or self.name
+
+    @property
+    def seeds(self) -> list[int]:
+        """Every configuration's training seeds, one per replicate."""
+        return self.replicates.seeds_from(self.seed)
 
 
 # --------------------------------------------------------------------------- loading

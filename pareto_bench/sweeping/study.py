@@ -51,6 +51,7 @@ RUN_ID, FAIL_REASON, OBJECTIVES, SEED, WALL_TIME = (
     "seed",
     "wall_time",
 )
+REPLICATE_SEEDS = "replicate_seeds"  # a configuration whose seed replicates are queued as jobs
 
 # Fields of the spec that may change between runs of one sweep without changing what it means.
 _MUTABLE_FIELDS = {
@@ -118,6 +119,8 @@ def spec_identity(spec: SweepSpec) -> dict[str, Any]:
         data["eval"].pop("batch_size", None)
         data.pop("dtype", None)
     data.pop("device", None)
+    if spec.replicates.size == 1:  # studies made before replicates existed stay resumable
+        data.pop("replicates", None)
     data["sampler"] = spec.sampler.name
     return data
 
@@ -163,21 +166,139 @@ def process_alive(pid: int, start: str = "") -> bool:
     return not (start and len(fields) > 19 and fields[19] != start)
 
 
-class SweepStudy:
+class TrialQueue:
+    """The trials of one Optuna study as a work queue: atomic claims, heartbeats, attributes and
+    the trials whose worker died. The sweep's study and its replicate jobs are both one."""
+
+    def __init__(self, storage: Any, worker: WorkerId) -> None:
+        self.storage = storage
+        self.worker = worker
+        self._study_id: int | None = None
+
+    @property
+    def study_id(self) -> int:
+        assert self._study_id is not None
+        return self._study_id
+
+    def claim_next(self, eligible: Callable[[Any], bool]) -> Any | None:
+        """Atomically take the lowest-numbered waiting trial that is ``eligible``, mark it with
+        this worker and a first heartbeat, and return it (frozen); ``None`` if there is none."""
+        from optuna.trial import TrialState
+
+        trials = self.trials()
+        first_of_key: dict[tuple[Any, ...], int] = {}
+        for t in trials:
+            first_of_key.setdefault(_slot_key(t), t.number)
+        for t in trials:
+            if t.state != TrialState.WAITING or first_of_key[_slot_key(t)] != t.number:
+                continue  # not waiting, or a duplicate left by a setup race
+            if not eligible(t):
+                continue
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
+            try:
+                claimed = self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+            except Exception:  # finished by another worker in the meantime
+                continue
+            if claimed:
+                self.set_attrs(t.number, **{WORKER: self.worker.__dict__, HEARTBEAT: time.time()})
+                return self.frozen(t.number)
+        return None
+
+    @contextmanager
+    def heartbeat(self, trial_number: int, interval_s: float) -> Iterator[None]:
+        """Mark ``trial_number`` alive every ``interval_s`` while the block runs."""
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial_number)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(interval_s):
+                # A storage hiccup is not fatal: the next beat tries again.
+                with contextlib.suppress(Exception):
+                    self.storage.set_trial_user_attr(trial_id, HEARTBEAT, time.time())
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    def set_attrs(self, trial_number: int, **attrs: Any) -> None:
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial_number)
+        for key, value in attrs.items():
+            self.storage.set_trial_user_attr(trial_id, key, value)
+
+    def fail(self, trial_number: int, reason: str) -> bool:
+        """Mark a running trial failed with ``reason``; ``False`` if it already finished."""
+        from optuna.trial import TrialState
+
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial_number)
+        try:
+            self.set_attrs(trial_number, **{FAIL_REASON: reason})
+            return bool(self.storage.set_trial_state_values(trial_id, TrialState.FAIL))
+        except Exception:  # already finished by another worker: nothing left to do
+            return False
+
+    # -- dead workers -------------------------------------------------------------------
+
+    def dead_trials(self, stale_after_s: float) -> list[tuple[Any, str]]:
+        """Running trials whose worker is gone, each with the reason."""
+        from optuna.trial import TrialState
+
+        running = self.storage.get_all_trials(
+            self.study_id, deepcopy=False, states=(TrialState.RUNNING,)
+        )
+        now = time.time()
+        found = []
+        for trial in running:
+            reason = self._death_reason(trial, now, stale_after_s)
+            if reason:
+                found.append((trial, reason))
+        return found
+
+    def _death_reason(self, trial: Any, now: float, stale_after_s: float) -> str:
+        owner = trial.user_attrs.get(WORKER) or {}
+        beat = float(trial.user_attrs.get(HEARTBEAT) or _timestamp(trial.datetime_start) or now)
+        if owner.get("host") == self.worker.host and owner.get("pid") is not None:
+            pid = int(owner["pid"])
+            if pid == self.worker.pid or process_alive(pid, owner.get("start", "")):
+                return ""
+            return f"killed: its worker process (pid {pid} on {owner['host']}) died mid-trial"
+        silent = now - beat
+        if silent > stale_after_s:
+            who = f"{owner.get('host')}:{owner.get('pid')}" if owner else "an unknown worker"
+            return f"killed: no heartbeat from {who} for {silent:.0f} s (executor.stale_after_s)"
+        return ""
+
+    def trials(self) -> list[Any]:
+        return sorted(
+            self.storage.get_all_trials(self.study_id, deepcopy=False), key=lambda t: t.number
+        )
+
+    def frozen(self, trial_number: int) -> Any:
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial_number)
+        return self.storage.get_trial(trial_id)
+
+    def state_counts(self) -> Counter[str]:
+        return Counter(
+            t.state.name for t in self.storage.get_all_trials(self.study_id, deepcopy=False)
+        )
+
+
+class SweepStudy(TrialQueue):
     """One sweep's study, opened through :meth:`open`."""
 
     def __init__(
         self, spec: SweepSpec, storage: Any, storage_label: str, plan: SamplerPlan
     ) -> None:
+        super().__init__(storage, WorkerId.current())
         self.spec = spec
-        self.storage = storage
         self.storage_label = storage_label
         self.plan = plan
         self.name = spec.name
-        self.worker = WorkerId.current()
         self.created = False
         self.marked_pending = False  # this process owes the study its parent run
-        self._study_id: int | None = None
 
     # -- opening and setup --------------------------------------------------------------
 
@@ -268,11 +389,6 @@ class SweepStudy:
                 "--out/--storage (or a new name) for a new sweep"
             )
 
-    @property
-    def study_id(self) -> int:
-        assert self._study_id is not None
-        return self._study_id
-
     def ensure_slots(self, n_trials: int) -> None:
         """Enqueue every baseline and search slot that is missing; idempotent."""
         study = self.study()
@@ -293,34 +409,22 @@ class SweepStudy:
 
     # -- claiming -----------------------------------------------------------------------
 
+    def _death_reason(self, trial: Any, now: float, stale_after_s: float) -> str:
+        # A configuration with queued replicates lives as long as its jobs, whoever runs them.
+        if trial.user_attrs.get(REPLICATE_SEEDS):
+            return ""
+        return super()._death_reason(trial, now, stale_after_s)
+
     def claim(self, budget: int) -> tuple[Any, Any] | None:
         """Atomically take the next waiting trial (lowest number first) within ``budget`` search
         slots; returns ``(optuna.Trial, study)`` or ``None`` when nothing is left to run."""
-        from optuna.trial import Trial, TrialState
+        from optuna.trial import Trial
 
-        trials = sorted(
-            self.storage.get_all_trials(self.study_id, deepcopy=False), key=lambda t: t.number
-        )
-        first_of_key: dict[tuple[Any, ...], int] = {}
-        for t in trials:
-            first_of_key.setdefault(_slot_key(t), t.number)
-        for t in trials:
-            if t.state != TrialState.WAITING or first_of_key[_slot_key(t)] != t.number:
-                continue  # not waiting, or a duplicate left by a setup race
-            if not self.in_budget(t, budget):
-                continue
-            trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
-            try:
-                claimed = self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
-            except Exception:  # finished by another worker in the meantime
-                continue
-            if claimed:
-                study = self.study()
-                trial = Trial(study, trial_id)
-                trial.set_user_attr(WORKER, self.worker.__dict__)
-                trial.set_user_attr(HEARTBEAT, time.time())
-                return trial, study
-        return None
+        taken = self.claim_next(lambda t: self.in_budget(t, budget))
+        if taken is None:
+            return None
+        study = self.study()
+        return Trial(study, taken._trial_id), study
 
     def in_budget(self, trial: Any, budget: int) -> bool:
         kind, slot = trial.user_attrs.get(KIND_ATTR), trial.user_attrs.get(SLOT)
@@ -328,32 +432,7 @@ class SweepStudy:
             return slot in self.spec.baselines
         return isinstance(slot, int) and slot < budget
 
-    @contextmanager
-    def heartbeat(self, trial_number: int, interval_s: float) -> Iterator[None]:
-        """Mark ``trial_number`` alive every ``interval_s`` while the block runs."""
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial_number)
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(interval_s):
-                # A storage hiccup is not fatal: the next beat tries again.
-                with contextlib.suppress(Exception):
-                    self.storage.set_trial_user_attr(trial_id, HEARTBEAT, time.time())
-
-        thread = threading.Thread(target=beat, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join(timeout=5)
-
     # -- results --------------------------------------------------------------------------
-
-    def set_attrs(self, trial_number: int, **attrs: Any) -> None:
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial_number)
-        for key, value in attrs.items():
-            self.storage.set_trial_user_attr(trial_id, key, value)
 
     def complete(self, study: Any, trial: Any, values: list[float]) -> None:
         study.tell(trial, values)
@@ -382,52 +461,7 @@ class SweepStudy:
         )
         return True
 
-    # -- dead workers -------------------------------------------------------------------
-
-    def dead_trials(self, stale_after_s: float) -> list[tuple[Any, str]]:
-        """Running trials whose worker is gone, each with the reason."""
-        from optuna.trial import TrialState
-
-        running = self.storage.get_all_trials(
-            self.study_id, deepcopy=False, states=(TrialState.RUNNING,)
-        )
-        now = time.time()
-        found = []
-        for trial in running:
-            reason = self._death_reason(trial, now, stale_after_s)
-            if reason:
-                found.append((trial, reason))
-        return found
-
-    def _death_reason(self, trial: Any, now: float, stale_after_s: float) -> str:
-        owner = trial.user_attrs.get(WORKER) or {}
-        beat = float(trial.user_attrs.get(HEARTBEAT) or _timestamp(trial.datetime_start) or now)
-        if owner.get("host") == self.worker.host and owner.get("pid") is not None:
-            pid = int(owner["pid"])
-            if pid == self.worker.pid or process_alive(pid, owner.get("start", "")):
-                return ""
-            return f"killed: its worker process (pid {pid} on {owner['host']}) died mid-trial"
-        silent = now - beat
-        if silent > stale_after_s:
-            who = f"{owner.get('host')}:{owner.get('pid')}" if owner else "an unknown worker"
-            return f"killed: no heartbeat from {who} for {silent:.0f} s (executor.stale_after_s)"
-        return ""
-
     # -- reading ------------------------------------------------------------------------
-
-    def trials(self) -> list[Any]:
-        return sorted(
-            self.storage.get_all_trials(self.study_id, deepcopy=False), key=lambda t: t.number
-        )
-
-    def frozen(self, trial_number: int) -> Any:
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial_number)
-        return self.storage.get_trial(trial_id)
-
-    def state_counts(self) -> Counter[str]:
-        return Counter(
-            t.state.name for t in self.storage.get_all_trials(self.study_id, deepcopy=False)
-        )
 
     def parent_run(self, tracking_uri: str) -> str:
         runs = self.storage.get_study_user_attrs(self.study_id).get(PARENT_RUNS, {})
