@@ -13,7 +13,9 @@ Conventions, the same in every function:
   reported. A point that ties another on one coordinate and loses on the other is dominated.
 - Confidence intervals come from a bootstrap over *problems*: a replicate redraws the
   evaluated problems with replacement and recomputes every (TPF, accuracy) point from its
-  per-sample results, so the points of one curve stay correlated as they really are.
+  per-sample results, so the points of one curve stay correlated as they really are. Where a
+  configuration was trained with several seeds, a replicate first redraws its seeds, then the
+  problems (:func:`compare_replicated`), so the interval carries both sources of variance.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "DEFAULT_REF",
     "AttainmentSurfaces",
     "Interval",
+    "ReplicatedComparison",
     "TaskComparison",
     "aup",
     "aup_method",
@@ -41,9 +44,11 @@ __all__ = [
     "attainment_surfaces",
     "bootstrap_ci",
     "compare",
+    "compare_replicated",
     "dominance_matrix",
     "dominates_any",
     "frontier_aup",
+    "hierarchical_differences",
     "hypervolume",
     "pareto_front",
     "record_points",
@@ -569,3 +574,136 @@ def compare(
             confidence=confidence,
         )
     return result
+
+
+# ------------------------------------------------------------------- seeds, then problems
+
+Aggregate = str  # "median" or "mean": how one configuration's seeds become one value
+
+
+@dataclass(frozen=True)
+class ReplicatedComparison:
+    """AUP of A against B where either was trained with several seeds (positive favours A).
+
+    ``aup_a`` is the ``aggregate`` over A's seeds of each seed's AUP (the paper's AUP of that
+    seed's curve). The interval comes from a two-level bootstrap: each replicate redraws A's
+    seeds and B's seeds with replacement, then the problems (the same draw for both sides when
+    they share problems), and recomputes every point from its per-sample results."""
+
+    task: str
+    aup_a: float
+    aup_b: float
+    aup_diff: Interval
+    seeds_a: int
+    seeds_b: int
+    problems: int  # problems resampled per replicate (0: no per-sample results)
+    paired: bool
+    y_max: float
+    aggregate: Aggregate
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _combine(values: NDArray[np.float64], aggregate: Aggregate) -> NDArray[np.float64]:
+    """Aggregate over the last axis."""
+    return np.median(values, axis=-1) if aggregate == "median" else values.mean(axis=-1)
+
+
+def seed_aups(
+    table: _ProblemTable, weights: NDArray[np.float64], y_max: float, alpha: float = 3.0
+) -> NDArray[np.float64]:
+    """AUP of one seed's curve under each row of problem ``weights``: shape (replicates,)."""
+    return np.array([aup(points, y_max, alpha) for points in table.points(weights)])
+
+
+def hierarchical_differences(
+    tables_a: Sequence[_ProblemTable],
+    tables_b: Sequence[_ProblemTable],
+    seed_draws_a: NDArray[np.intp],
+    seed_draws_b: NDArray[np.intp],
+    weights_a: NDArray[np.float64],
+    weights_b: NDArray[np.float64],
+    y_max: float,
+    *,
+    alpha: float = 3.0,
+    aggregate: Aggregate = "median",
+) -> NDArray[np.float64]:
+    """Per replicate ``r``: the aggregate AUP over A's seeds ``seed_draws_a[r]`` with problems
+    weighted by ``weights_a[r]``, minus the same for B. Seed draws: (replicates, seeds) indices
+    into the tables; weights: (replicates, problems) draw counts."""
+
+    def side(tables, draws, weights) -> NDArray[np.float64]:
+        per_seed = np.stack([seed_aups(t, weights, y_max, alpha) for t in tables], axis=1)
+        return _combine(np.take_along_axis(per_seed, draws, axis=1), aggregate)
+
+    return side(tables_a, seed_draws_a, weights_a) - side(tables_b, seed_draws_b, weights_b)
+
+
+def compare_replicated(
+    a: Sequence[Sequence[EvalRecord]],
+    b: Sequence[Sequence[EvalRecord]],
+    *,
+    y_max: float | Mapping[str, float] | None = None,
+    alpha: float = 3.0,
+    aggregate: Aggregate = "median",
+    n: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, ReplicatedComparison]:
+    """Compare A and B, each given as one list of records per training seed (a single list
+    for a configuration run once), per task: see :class:`ReplicatedComparison`. ``y_max``
+    defaults to the best accuracy on the task in A or B."""
+    _check_bootstrap_args(n, confidence)
+    if not a or not b:
+        raise ValueError("compare_replicated: each side needs at least one seed's records")
+    tasks = sorted(set.intersection(*({r.task for r in records} for records in [*a, *b])))
+    if not tasks:
+        raise ValueError("A's and B's seeds share no task")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for task in tasks:
+        curves_a = [_curve(records, task) for records in a]
+        curves_b = [_curve(records, task) for records in b]
+        every = [r for c in (*curves_a, *curves_b) for r in c]
+        if isinstance(y_max, Mapping):
+            task_y_max = float(y_max[task])
+        else:
+            task_y_max = float(y_max) if y_max is not None else _default_y_max(record_points(every))
+        values_a = np.array([aup(record_points(c), task_y_max, alpha) for c in curves_a])
+        values_b = np.array([aup(record_points(c), task_y_max, alpha) for c in curves_b])
+        estimate_a = float(_combine(values_a, aggregate))
+        estimate_b = float(_combine(values_b, aggregate))
+        draws_a = rng.integers(0, len(curves_a), size=(n, len(curves_a)))
+        draws_b = rng.integers(0, len(curves_b), size=(n, len(curves_b)))
+        try:
+            shared = _shared_problems(every)
+        except ValueError:
+            shared = []
+        if shared:
+            weights = _resample_weights(rng, n, len(shared))
+            diffs = hierarchical_differences(
+                [_problem_table(c, shared) for c in curves_a],
+                [_problem_table(c, shared) for c in curves_b],
+                draws_a, draws_b, weights, weights, task_y_max, alpha=alpha, aggregate=aggregate,
+            )  # fmt: skip
+        else:
+            diffs = np.full(1, np.nan)  # no per-sample results shared: no interval
+        out[task] = ReplicatedComparison(
+            task=task,
+            aup_a=estimate_a,
+            aup_b=estimate_b,
+            aup_diff=_interval(estimate_a - estimate_b, diffs, confidence),
+            seeds_a=len(curves_a),
+            seeds_b=len(curves_b),
+            problems=len(shared),
+            paired=bool(shared),
+            y_max=task_y_max,
+            aggregate=aggregate,
+        )
+    return out
+
+
+def _curve(records: Sequence[EvalRecord], task: str) -> list[EvalRecord]:
+    """One seed's curve on ``task``, in threshold order."""
+    return sorted((r for r in records if r.task == task), key=lambda r: r.threshold)

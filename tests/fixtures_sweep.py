@@ -40,6 +40,13 @@ CURVES = {
     5: {0.9: (0.60, 1), 0.7: (0.55, 2), 0.5: (0.45, 4)},
     6: {0.9: (0.65, 2), 0.7: (0.60, 4), 0.5: (0.40, 5)},
 }
+
+
+# A second seed of a replicated configuration: 5 points lower at every threshold.
+def second_seed(curve: dict[float, tuple[float, int]]) -> dict[float, tuple[float, int]]:
+    return {t: (fraction - 0.05, tpf) for t, (fraction, tpf) in curve.items()}
+
+
 PARAMS = {
     2: {"lr": 1e-5, "tpf_weight": 0.5, "nll_weight": 0.05},
     3: {"lr": 3e-4, "tpf_weight": 1.5, "nll_weight": 0.2},
@@ -118,8 +125,10 @@ def write_fixture_sweep(
     trials: tuple[int, ...] = (2, 3, 4, 5, 6),
     tracking_uri: str | None = None,
     parent_run_id: str | None = None,
+    replicated: tuple[int, ...] = (1,),
 ) -> Path:
-    """Write the sweep under ``out``; ``trials`` picks which searched trials exist."""
+    """Write the sweep under ``out``; ``trials`` picks which searched trials exist, and
+    ``replicated`` which configurations were trained with seeds 0 and 1 (grpo's, by default)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False), encoding="utf-8")
     meta = {
@@ -169,6 +178,14 @@ def write_fixture_sweep(
         else:
             records = curve_records(CURVES[key])
             append_jsonl(folder / "eval.jsonl", records)
+            if number in replicated:
+                for replicate_seed, curve in enumerate((CURVES[key], second_seed(CURVES[key]))):
+                    append_jsonl(
+                        folder / f"seed-{replicate_seed}" / "eval.jsonl", curve_records(curve)
+                    )
+                    row = TrialRecord(number, "replicate", f"{name}/seed-{replicate_seed}",
+                                      "COMPLETE", params, seed=replicate_seed)  # fmt: skip
+                    append_jsonl(folder / "replicates.jsonl", [row])
             final = TrialRecord(number, kind, name, "COMPLETE", params, objectives(records), seed=seed,
                                 wall_time=12.0)  # fmt: skip
             values = [final.objectives[n] for n in names]

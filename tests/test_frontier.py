@@ -334,3 +334,109 @@ def test_aup_with_tied_tpf_and_accuracy_above_y_max():
     )
     # Above y_max the weight is capped at 1: 1*95 + 1*(93 + 95)/2 = 189.
     assert F.aup([(1.0, 95.0), (2.0, 93.0)], y_max=92.0) == pytest.approx(189.0)
+
+
+# ------------------------------------------------------------- seeds, then problems
+
+
+def _seed_curve(scores: dict[float, list[float]], forwards: dict[float, list[int]]) -> list:
+    """One seed's records: per threshold, per problem p0..p2, a score and its forwards (8
+    tokens each), so accuracy and TPF move with the problems drawn."""
+    from pareto_bench.records import EvalRecord, SampleResult
+
+    return [
+        EvalRecord.from_samples(
+            "t",
+            threshold,
+            [
+                SampleResult(f"p{j}", s > 0, s, 8, f)
+                for j, (s, f) in enumerate(zip(scores[threshold], forwards[threshold], strict=True))
+            ],
+        )
+        for threshold in scores
+    ]
+
+
+SEEDS_A = [
+    _seed_curve({0.5: [1, 0, 1], 0.9: [1, 1, 1]}, {0.5: [2, 3, 2], 0.9: [4, 5, 8]}),
+    _seed_curve({0.5: [0, 0, 1], 0.9: [1, 0, 1]}, {0.5: [1, 2, 2], 0.9: [4, 4, 8]}),
+]
+SEEDS_B = [
+    _seed_curve({0.5: [0, 1, 0], 0.9: [1, 1, 0]}, {0.5: [2, 2, 4], 0.9: [8, 8, 4]}),
+    _seed_curve({0.5: [1, 0, 0], 0.9: [1, 1, 1]}, {0.5: [4, 2, 2], 0.9: [8, 4, 8]}),
+]
+
+
+def _brute_force(draw_a, draw_b, problem_draw, y_max, aggregate):
+    """The statistic of one replicate from first principles: loops, no shared code but aup."""
+    import statistics
+
+    def seed_aup(records):
+        points = []
+        for record in records:
+            by_problem = {s.problem_id: s for s in record.samples}
+            chosen = [by_problem[f"p{j}"] for j in problem_draw]
+            accuracy = 100 * sum(s.score for s in chosen) / len(chosen)
+            tpf = sum(s.num_tokens for s in chosen) / sum(s.num_forwards for s in chosen)
+            points.append((tpf, accuracy))
+        return F.aup(points, y_max)
+
+    combine = statistics.median if aggregate == "median" else statistics.fmean
+    a = combine([seed_aup(SEEDS_A[i]) for i in draw_a])
+    b = combine([seed_aup(SEEDS_B[i]) for i in draw_b])
+    return a - b
+
+
+@pytest.mark.parametrize("aggregate", ["median", "mean"])
+def test_hierarchical_bootstrap_equals_brute_force_enumeration(aggregate: str) -> None:
+    import itertools
+
+    y_max = 100.0
+    seed_draws = list(itertools.product(range(2), repeat=2))
+    problem_draws = list(itertools.product(range(3), repeat=3))
+    combos = list(itertools.product(seed_draws, seed_draws, problem_draws))
+    problems = ["p0", "p1", "p2"]
+    weights = np.array([np.bincount(p, minlength=3) for _, _, p in combos], dtype=float)
+    got = F.hierarchical_differences(
+        [F._problem_table(c, problems) for c in SEEDS_A],
+        [F._problem_table(c, problems) for c in SEEDS_B],
+        np.array([a for a, _, _ in combos]),
+        np.array([b for _, b, _ in combos]),
+        weights,
+        weights,
+        y_max,
+        aggregate=aggregate,
+    )
+    expected = [_brute_force(a, b, p, y_max, aggregate) for a, b, p in combos]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-9)
+
+    # Every one of the 4 x 4 x 27 draws is equally likely, so the enumeration is the exact
+    # bootstrap distribution, and the Monte Carlo interval's ends are its 2.5% and 97.5%
+    # quantiles: P(X < q) <= p <= P(X <= q), up to Monte Carlo error.
+    result = F.compare_replicated(
+        SEEDS_A, SEEDS_B, y_max=y_max, aggregate=aggregate, n=40_000, seed=1
+    )["t"]
+    exact = np.array(expected)
+    for end, p in ((result.aup_diff.low, 0.025), (result.aup_diff.high, 0.975)):
+        assert (exact < end - 1e-9).mean() <= p + 0.005
+        assert (exact <= end + 1e-9).mean() >= p - 0.005
+    assert (result.seeds_a, result.seeds_b, result.problems, result.paired) == (2, 2, 3, True)
+    full = (np.array([0, 1]), np.array([0, 1]), [0, 1, 2])
+    assert result.aup_diff.estimate == pytest.approx(_brute_force(*full, y_max, aggregate))
+
+
+def test_one_seed_per_side_is_the_problem_bootstrap() -> None:
+    """With one seed each, redrawing seeds changes nothing: the interval is the paired
+    problem bootstrap's, draw for draw."""
+    a, b = SEEDS_A[0], SEEDS_B[0]
+    replicated = F.compare_replicated([a], [b], y_max=100.0, n=500, seed=3)["t"]
+    problems = ["p0", "p1", "p2"]
+    rng = np.random.default_rng(3)
+    rng.integers(0, 1, size=(500, 1))  # the two seed draws come first
+    rng.integers(0, 1, size=(500, 1))
+    weights = F._resample_weights(rng, 500, 3)
+    direct = F.seed_aups(F._problem_table(a, problems), weights, 100.0) - F.seed_aups(
+        F._problem_table(b, problems), weights, 100.0
+    )
+    low, high = np.percentile(direct, [2.5, 97.5])
+    assert (replicated.aup_diff.low, replicated.aup_diff.high) == pytest.approx((low, high))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_sweep import BEST_TRIAL, FAILED_TRIAL, FAILURE, TASKS, write_fixture_sweep
+from fixtures_sweep import BEST_TRIAL, FAILED_TRIAL, FAILURE, PROBLEMS, TASKS, write_fixture_sweep
 from pypdf import PdfReader
 
 from pareto_bench import frontier as F
@@ -108,6 +108,28 @@ def test_summary_finds_the_best_trial_and_measures_it_against_base(sweep_dir):
         assert task.comparison.aup_diff.low > 0
         assert task.comparison.hypervolume_diff.excludes_zero
     assert summary.verdict.count(f"trial {BEST_TRIAL} beats the base model") == len(TASKS)
+
+
+def test_a_replicated_best_trial_gets_an_interval_over_seeds_then_problems(tmp_path):
+    sweep = load_sweep_dir(write_fixture_sweep(tmp_path / "sweep", replicated=(1, BEST_TRIAL)))
+    best = sweep.trials[[t.number for t in sweep.trials].index(BEST_TRIAL)]
+    assert sorted(best.replicates) == [0, 1]
+    summary = summarise(sweep, n_boot=200)
+    for task in summary.tasks:
+        assert task.best.number == BEST_TRIAL
+        r = task.replicated
+        assert (r.seeds_a, r.seeds_b, r.problems, r.aggregate) == (2, 1, PROBLEMS, "median")
+        # The median of two seeds' AUPs sits between them; base ran once.
+        per_seed = [F.records_aup(rs, task.y_max) for rs in _curves(best.seed_records(), task.task)]
+        assert min(per_seed) < r.aup_a < max(per_seed)
+        assert r.aup_a == pytest.approx(task.best_aup)
+    assert "resampling 2 and 1 seeds, then 40 problems" in summary.verdict
+
+
+def _curves(seed_records, task):
+    return [
+        sorted((r for r in rs if r.task == task), key=lambda r: r.threshold) for rs in seed_records
+    ]
 
 
 def test_summary_without_a_base_baseline_says_so(sweep_dir):

@@ -12,11 +12,11 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow import MlflowClient
+from test_sweep_workers import env, journal_study, last_rows, starts, sweep_command, wait_for
 
 from pareto_bench.records import EvalRecord, TrialRecord, read_jsonl
 from pareto_bench.sweep import SweepOptions, load_spec, run_sweep
 from pareto_bench.sweeping.replicates import study_name
-from test_sweep_workers import env, journal_study, last_rows, starts, sweep_command, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "sweeps" / "tiny.yaml"

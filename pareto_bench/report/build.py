@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pareto_bench.frontier import DEFAULT_REF, records_aup
+from pareto_bench.frontier import DEFAULT_REF, record_points, records_aup
 from pareto_bench.records import EvalRecord
 from pareto_bench.report import plots
 from pareto_bench.report.importance import compute_importances
@@ -103,8 +103,8 @@ def _summary_rows(summary: SweepSummary, sweep: SweepData) -> list[list[str]]:
                 if best
                 else "n/a",
                 _fmt(task.best_aup),
-                _fmt(c.aup_b) if c else "n/a",
-                str(c.aup_diff) if c else "n/a",
+                _fmt((task.replicated or c).aup_b) if c else "n/a",
+                str((task.replicated or c).aup_diff) if c else "n/a",
                 _fmt(c.hypervolume_a) if c else "n/a",
                 _fmt(c.hypervolume_b) if c else "n/a",
                 str(c.hypervolume_diff) if c else "n/a",
@@ -129,6 +129,15 @@ def _summary_notes(summary: SweepSummary, sweep: SweepData) -> list[str]:
         "replicates), paired when both curves were scored on the same problems. "
         f"Differences are best trial minus {summary.baseline}.",
     ]
+    replicated = [t.replicated for t in summary.tasks if t.replicated is not None]
+    if replicated:
+        r = replicated[0]
+        notes.append(
+            f"Trained with several seeds: AUP is the {r.aggregate} over seeds of each seed's AUP, "
+            f"and ΔAUP's interval resamples seeds first ({r.seeds_a} for the best trial, "
+            f"{r.seeds_b} for {summary.baseline}), then problems ({r.problems}), so it carries "
+            "both sources of variance. HV and the frontier points use all seeds' samples pooled."
+        )
     return notes
 
 
@@ -264,29 +273,35 @@ def _published_page(sweep: SweepData, summary: SweepSummary, template: ReportTem
     )
 
 
-def _attainment_page(sweep: SweepData) -> FigurePage:
+def _attainment_page(sweep: SweepData, limit: int = 8) -> FigurePage:
     title = "Attainment across seeds"
-    by_task: dict[str, list[np.ndarray]] = {}
+    panels: dict[str, list[np.ndarray]] = {}
+    replicated = [t for t in sweep.trials if t.record.state == "COMPLETE" and len(t.replicates) > 1]
     for task in sweep.tasks:
-        seeds: dict[int, list[np.ndarray]] = {}
-        for trial in sweep.searched:
-            if trial.record.state == "COMPLETE" and trial.task_records(task):
-                seeds.setdefault(trial.record.seed, []).append(trial.points(task))
-        if len(seeds) >= 2:
-            by_task[task] = [np.concatenate(v) for _, v in sorted(seeds.items())]
-    if not by_task:
+        for trial in replicated:
+            curves = [_seed_points(records, task) for records in trial.seed_records()]
+            if all(len(c) for c in curves):
+                panels[f"{task}, {trial.label}"] = curves
+    if not panels:
         return FigurePage(
             title, None,
-            "Attainment bands need completed trials from at least two seeds; this sweep "
-            "recorded one seed, so there is no spread across seeds to show.",
+            "Attainment bands need a configuration trained with at least two seeds "
+            "(replicates: in the sweep spec); this sweep trained each configuration once.",
         )  # fmt: skip
-    figure = plots.attainment_figure(by_task)
+    shown = dict(list(panels.items())[:limit])
+    figure = plots.attainment_figure(shown)
     caption = (
-        "Per seed, the points of all its completed trials form one run. The shaded band spans "
-        "from the region attained by every run (worst) to the region attained by any run (best); "
-        "the solid line is attained by at least half of the runs (median)."
+        "Per configuration, each seed's curve is one run. The shaded band spans from the region "
+        "attained by every seed (worst) to the region attained by any seed (best); the solid "
+        "line is attained by at least half of the seeds (median)."
     )
+    if len(panels) > len(shown):
+        caption += f" The first {len(shown)} of {len(panels)} are shown."
     return FigurePage(title, plots.figure_png(figure), caption)
+
+
+def _seed_points(records: list[EvalRecord], task: str) -> np.ndarray:
+    return record_points(sorted((r for r in records if r.task == task), key=lambda r: r.threshold))
 
 
 def _training_page(sweep: SweepData, summary: SweepSummary) -> FigurePage:

@@ -2,14 +2,24 @@
 
 Everything is computed from the recorded eval points. AUP here is the paper's AUP of each
 trial's curve (:func:`pareto_bench.frontier.records_aup`) with one ``y_max`` per task, the
-best accuracy any trial or baseline reached on it, as the paper sets it.
+best accuracy any trial or baseline reached on it, as the paper sets it. Where the best trial
+or the baseline was trained with several seeds, the verdict's interval resamples seeds, then
+problems (:func:`pareto_bench.frontier.compare_replicated`).
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
-from pareto_bench.frontier import DEFAULT_REF, TaskComparison, compare, records_aup
+from pareto_bench.frontier import (
+    DEFAULT_REF,
+    ReplicatedComparison,
+    TaskComparison,
+    compare,
+    compare_replicated,
+    records_aup,
+)
 from pareto_bench.report.sweep_data import BASE_BASELINE, SweepData, TrialData
 
 
@@ -20,7 +30,8 @@ class TaskSummary:
     best: TrialData | None  # the completed trial with the highest AUP on this task
     best_aup: float
     base: TrialData | None
-    comparison: TaskComparison | None  # best versus base
+    comparison: TaskComparison | None  # best versus base, on pooled records
+    replicated: ReplicatedComparison | None  # the same over seeds, where either has several
     verdict: str  # one clause
 
 
@@ -34,14 +45,32 @@ class SweepSummary:
 
 
 def task_y_max(sweep: SweepData, task: str) -> float:
-    accuracies = [r.accuracy for t in sweep.trials for r in t.task_records(task)]
+    accuracies = [
+        r.accuracy
+        for t in sweep.trials
+        for records in (t.evals, *t.replicates.values())
+        for r in records
+        if r.task == task
+    ]
     best = max(accuracies, default=0.0)
     return best if best > 0 else 100.0
 
 
+def trial_aup(trial: TrialData, task: str, y_max: float, aggregate: str = "median") -> float:
+    """The AUP of the trial's curve on ``task``; with seed replicates, the ``aggregate`` of each
+    seed's AUP, as the sweep's objective has it."""
+    if len(trial.replicates) < 2:
+        return records_aup(trial.task_records(task), y_max)
+    per_seed = [
+        records_aup(sorted((r for r in rs if r.task == task), key=lambda r: r.threshold), y_max)
+        for rs in trial.seed_records()
+    ]
+    return statistics.median(per_seed) if aggregate == "median" else statistics.fmean(per_seed)
+
+
 def _best_trial(sweep: SweepData, task: str, y_max: float) -> tuple[TrialData | None, float]:
     scored = [
-        (records_aup(t.task_records(task), y_max), t)
+        (trial_aup(t, task, y_max, sweep.replicate_aggregate), t)
         for t in sweep.searched
         if t.record.state == "COMPLETE" and t.task_records(task)
     ]
@@ -58,7 +87,7 @@ def _against(baseline: str) -> str:
 def _clause(
     summary_task: str,
     best: TrialData | None,
-    comparison: TaskComparison | None,
+    comparison: TaskComparison | ReplicatedComparison | None,
     baseline: str = BASE_BASELINE,
 ) -> str:
     other = _against(baseline)
@@ -74,6 +103,12 @@ def _clause(
             "AUP (no per-sample results, so no CI)"
         )
     ci = f"AUP {diff.estimate:+.1f}, 95% CI {diff.low:+.1f} to {diff.high:+.1f}"
+    if isinstance(comparison, ReplicatedComparison):
+        ci = (
+            f"{comparison.aggregate} AUP over seeds {diff.estimate:+.1f}, 95% CI "
+            f"{diff.low:+.1f} to {diff.high:+.1f} resampling {comparison.seeds_a} and "
+            f"{comparison.seeds_b} seeds, then {comparison.problems} problems"
+        )
     if diff.low > 0:
         return f"{summary_task}: {best.label} beats {other} ({ci})"
     if diff.high < 0:
@@ -95,7 +130,7 @@ def summarise(
     for task in sweep.tasks:
         y_max = task_y_max(sweep, task)
         best, best_aup = _best_trial(sweep, task, y_max)
-        comparison = None
+        comparison = replicated = None
         if best is not None and base is not None and base.task_records(task):
             comparison = compare(
                 best.task_records(task),
@@ -105,6 +140,15 @@ def summarise(
                 n=n_boot,
                 seed=seed,
             )[task]
+            if len(best.replicates) > 1 or len(base.replicates) > 1:
+                replicated = compare_replicated(
+                    best.seed_records(),
+                    base.seed_records(),
+                    y_max=y_max,
+                    aggregate=sweep.replicate_aggregate,
+                    n=n_boot,
+                    seed=seed,
+                )[task]
         summaries.append(
             TaskSummary(
                 task,
@@ -113,7 +157,8 @@ def summarise(
                 best_aup,
                 base,
                 comparison,
-                _clause(task, best, comparison, baseline),
+                replicated,
+                _clause(task, best, replicated or comparison, baseline),
             )
         )
     if not summaries:

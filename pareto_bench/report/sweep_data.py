@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import yaml
 from numpy.typing import NDArray
 
 from pareto_bench.frontier import record_points
 from pareto_bench.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
+from pareto_bench.sweeping.outdir import REPLICATES_JSONL, replicate_dir_name
 
 R = TypeVar("R")
 
@@ -29,9 +31,10 @@ class TrialData:
     """One trial or baseline: its last recorded state and everything written beside it."""
 
     record: TrialRecord
-    evals: list[EvalRecord] = field(default_factory=list)
-    train: list[TrainStepRecord] = field(default_factory=list)
+    evals: list[EvalRecord] = field(default_factory=list)  # with replicates: theirs, pooled
+    train: list[TrainStepRecord] = field(default_factory=list)  # with replicates: the first's
     config_text: str = ""
+    replicates: dict[int, list[EvalRecord]] = field(default_factory=dict)  # seed -> evals
 
     @property
     def number(self) -> int:
@@ -53,6 +56,10 @@ class TrialData:
 
     def points(self, task: str) -> NDArray[np.float64]:
         return record_points(self.task_records(task))
+
+    def seed_records(self) -> list[list[EvalRecord]]:
+        """One list of records per completed seed replicate; the trial's own if it has none."""
+        return [self.replicates[s] for s in sorted(self.replicates)] or [self.evals]
 
     @property
     def tasks(self) -> list[str]:
@@ -78,6 +85,20 @@ class SweepData:
         named = [str(t) for t in self.meta.get("tasks") or []]
         evaluated = sorted({t for trial in self.trials for t in trial.tasks} - set(named))
         return named + evaluated
+
+    @property
+    def replicate_aggregate(self) -> str:
+        """How the spec combines a configuration's seeds: ``median`` unless it says ``mean``."""
+        try:
+            spec = yaml.safe_load(self.spec_text) or {}
+        except yaml.YAMLError:
+            return "median"
+        replicates = spec.get("replicates") if isinstance(spec, dict) else None
+        return (
+            "mean"
+            if isinstance(replicates, dict) and replicates.get("aggregate") == "mean"
+            else "median"
+        )
 
     @property
     def operating_threshold(self) -> float | None:
@@ -161,16 +182,33 @@ def load_sweep_dir(path: str | Path) -> SweepData:
     trials = []
     for number in sorted(latest):
         folder = trials_dir / str(number)
-        config = folder / "config.yaml"
+        replicates = _completed_replicates(folder, warnings, root)
+        first = folder / replicate_dir_name(min(replicates)) if replicates else folder
+        config = first / "config.yaml"
         trials.append(
             TrialData(
                 record=latest[number],
                 evals=_read_records(folder / "eval.jsonl", EvalRecord, warnings, root),
-                train=_read_records(folder / "train.jsonl", TrainStepRecord, warnings, root),
+                train=_read_records(first / "train.jsonl", TrainStepRecord, warnings, root),
                 config_text=config.read_text(encoding="utf-8") if config.is_file() else "",
+                replicates=replicates,
             )
         )
     return SweepData(root, meta, spec_text, trials, warnings, source=str(root))
+
+
+def _completed_replicates(
+    folder: Path, warnings: list[str], root: Path
+) -> dict[int, list[EvalRecord]]:
+    """The evaluations of a configuration's completed seed replicates (``replicates.jsonl``,
+    the last row per replicate wins), by seed."""
+    rows = _read_records(folder / REPLICATES_JSONL, TrialRecord, warnings, root)
+    latest = {r.name: r for r in rows}
+    seeds = sorted(r.seed for r in latest.values() if r.state == "COMPLETE")
+    return {
+        s: _read_records(folder / replicate_dir_name(s) / "eval.jsonl", EvalRecord, warnings, root)
+        for s in seeds
+    }
 
 
 def records_of(trials: Sequence[TrialData], task: str | None = None) -> list[EvalRecord]:
