@@ -364,6 +364,23 @@ def test_cli_compare_json_table_and_plot(sweep_dir, tmp_path):
     assert "A - B [95% CI]" in table.stdout and "hypervolume" in table.stdout
 
 
+def test_cli_compare_of_a_replicated_trial_resamples_its_seeds(sweep_dir, tmp_path):
+    trials = sweep_dir / "trials"  # grpo (1) was trained with seeds 0 and 1; base (0) once
+    done = run_cli("compare", trials / "1", trials / "0", "--json", "--n-boot", "200", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    over_seeds = json.loads(done.stdout)["over_seeds"]
+    for task in TASKS:
+        c = over_seeds[task]
+        assert (c["seeds_a"], c["seeds_b"], c["problems"], c["paired"]) == (2, 1, PROBLEMS, True)
+        assert c["aup_diff"]["n_resamples"] == 200
+    table = run_cli("compare", trials / "1", trials / "0", "--n-boot", "100", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "resamples A's 2 and B's 1 seeds, then 40 problems (100 replicates)" in table.stdout
+    # Neither side replicated: nothing over seeds.
+    plain = run_cli("compare", trials / "3", trials / "0", "--json", "--n-boot", "50", cwd=tmp_path)
+    assert json.loads(plain.stdout)["over_seeds"] == {}
+
+
 def test_cli_report_writes_the_pdf(sweep_dir, tmp_path):
     done = run_cli("report", sweep_dir, "--n-boot", "100", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -294,6 +294,15 @@ def compare(
         )
     except ValueError as e:
         raise _user_error(f"compare {a} {b}: {e}") from None
+    replicated = {}
+    if max(len(source_a.seeds), len(source_b.seeds)) > 1:
+        replicated = F.compare_replicated(
+            source_a.seeds or [source_a.records()],
+            source_b.seeds or [source_b.records()],
+            y_max=y_max,
+            n=n_boot,
+            seed=seed,
+        )
     if plot is not None:
         from pareto_bench.report.plots import compare_figure, figure_png
 
@@ -314,10 +323,18 @@ def compare(
             "a": source_a.label,
             "b": source_b.label,
             "tasks": {task: c.to_dict() for task, c in results.items()},
+            "over_seeds": {task: c.to_dict() for task, c in replicated.items()},
         }
         print(json.dumps(payload))
     else:
         _print_comparison(source_a.label, source_b.label, results)
+        for task, r in replicated.items():
+            print(
+                f"{task}, trained with several seeds: median AUP over seeds A {r.aup_a:.1f}, "
+                f"B {r.aup_b:.1f}; A - B {r.aup_diff} (95% CI), from a bootstrap that resamples "
+                f"A's {r.seeds_a} and B's {r.seeds_b} seeds, then {r.problems} problems "
+                f"({r.aup_diff.n_resamples} replicates)"
+            )
         if plot is not None:
             print(f"plot: {plot}")
 

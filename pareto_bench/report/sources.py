@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pareto_bench.records import EvalRecord, read_jsonl
-from pareto_bench.report.sweep_data import SweepData, load_sweep_dir
+from pareto_bench.report.sweep_data import SweepData, completed_replicates, load_sweep_dir
 
 MLFLOW_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -31,6 +31,7 @@ class Curve:
 class Source:
     label: str
     curves: list[Curve]
+    seeds: list[list[EvalRecord]] = field(default_factory=list)  # a replicated trial's, per seed
 
     def records(self, include_baselines: bool | None = None) -> list[EvalRecord]:
         """All records; by default a sweep's baselines are left out when it has trials,
@@ -62,7 +63,10 @@ def _from_file(path: Path) -> Source:
     label = _file_label(path)
     models = list(dict.fromkeys(r.model for r in records))
     if len(models) <= 1:
-        return Source(label, [Curve(label, records)])
+        replicates = (
+            completed_replicates(path.parent, [], path.parent) if path.name == "eval.jsonl" else {}
+        )
+        return Source(label, [Curve(label, records)], [replicates[s] for s in sorted(replicates)])
     # One file may hold several models' records: each model is its own curve.
     curves = [Curve(f"{label}:{m}", [r for r in records if r.model == m]) for m in models]
     return Source(label, curves)

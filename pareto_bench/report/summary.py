@@ -106,7 +106,7 @@ def _clause(
     if isinstance(comparison, ReplicatedComparison):
         ci = (
             f"{comparison.aggregate} AUP over seeds {diff.estimate:+.1f}, 95% CI "
-            f"{diff.low:+.1f} to {diff.high:+.1f} resampling {comparison.seeds_a} and "
+            f"{diff.low:+.1f} to {diff.high:+.1f}, resampling {comparison.seeds_a} and "
             f"{comparison.seeds_b} seeds, then {comparison.problems} problems"
         )
     if diff.low > 0:

@@ -182,7 +182,7 @@ def load_sweep_dir(path: str | Path) -> SweepData:
     trials = []
     for number in sorted(latest):
         folder = trials_dir / str(number)
-        replicates = _completed_replicates(folder, warnings, root)
+        replicates = completed_replicates(folder, warnings, root)
         first = folder / replicate_dir_name(min(replicates)) if replicates else folder
         config = first / "config.yaml"
         trials.append(
@@ -197,7 +197,7 @@ def load_sweep_dir(path: str | Path) -> SweepData:
     return SweepData(root, meta, spec_text, trials, warnings, source=str(root))
 
 
-def _completed_replicates(
+def completed_replicates(
     folder: Path, warnings: list[str], root: Path
 ) -> dict[int, list[EvalRecord]]:
     """The evaluations of a configuration's completed seed replicates (``replicates.jsonl``,
