@@ -32,6 +32,7 @@ class PublishedPoint:
     arxiv: str
     table: str
     note: str
+    recipe: str = ""  # the trainer recipe (trainers/<recipe>.yaml) that reproduces this row
 
     @property
     def label(self) -> str:
@@ -65,6 +66,7 @@ def _all_points() -> tuple[PublishedPoint, ...]:
                 arxiv=row["arxiv"],
                 table=row["table"],
                 note=row["note"],
+                recipe=row["recipe"],
             )
         )
     return tuple(points)

@@ -35,6 +35,7 @@ class TrialData:
     train: list[TrainStepRecord] = field(default_factory=list)  # with replicates: the first's
     config_text: str = ""
     replicates: dict[int, list[EvalRecord]] = field(default_factory=dict)  # seed -> evals
+    replicate_train: dict[int, list[TrainStepRecord]] = field(default_factory=dict)  # seed -> steps
 
     @property
     def number(self) -> int:
@@ -192,6 +193,15 @@ def load_sweep_dir(path: str | Path) -> SweepData:
                 train=_read_records(first / "train.jsonl", TrainStepRecord, warnings, root),
                 config_text=config.read_text(encoding="utf-8") if config.is_file() else "",
                 replicates=replicates,
+                replicate_train={
+                    s: _read_records(
+                        folder / replicate_dir_name(s) / "train.jsonl",
+                        TrainStepRecord,
+                        warnings,
+                        root,
+                    )
+                    for s in replicates
+                },
             )
         )
     return SweepData(root, meta, spec_text, trials, warnings, source=str(root))

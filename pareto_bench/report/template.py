@@ -15,8 +15,8 @@ from pareto_bench.config import ConfigError, StrictModel, load, resolve_named_fi
 from pareto_bench.report.published import OVERLAY_GROUPS
 
 Page = Literal[
-    "summary", "frontiers", "published", "attainment", "trials", "training", "importances",
-    "provenance",
+    "summary", "ablations", "frontiers", "published", "attainment", "trials", "training",
+    "importances", "provenance",
 ]  # fmt: skip
 PublishedGroup = Literal[OVERLAY_GROUPS]  # type: ignore[valid-type]
 

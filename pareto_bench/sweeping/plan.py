@@ -72,6 +72,13 @@ def render_plan(spec: SweepSpec, planned: list[PlannedTrial], *, adaptive: bool)
         f"objectives (maximised): {', '.join(spec.objective_keys)}\n",
         f"sampler {spec.sampler.name}, seed {spec.seed}, executor {spec.executor.name}, "
         f"device {spec.device}, dtype {spec.dtype}",
+        (
+            f"\n{spec.replicates.size} replicates per configuration (seeds "
+            f"{', '.join(map(str, spec.seeds))}; the untrained base model runs once), "
+            f"{spec.replicates.aggregate} objective, at least {spec.replicates.required} must complete"
+            if spec.replicates.size > 1
+            else ""
+        ),
     )
     space = Table(title="search space", title_justify="left", box=None)
     space.add_column("trainer field")

@@ -1,0 +1,154 @@
+"""The paper's ablation table, reproduced: each recipe of a sweep beside the published row that
+the recipe reproduces (``published.csv``'s ``recipe`` column), with the rank order by AUP in
+both and whether they agree.
+
+A recipe is a baseline of the sweep (``sweeps/ablations.yaml``). Its accuracy and TPF are at
+the operating threshold and its AUP is that of its curve, each as the median and the range
+over its seeds. The share of prompt groups the TPF filter dropped comes from the training
+logs, so that an order that differs from the paper's can be traced to the filter.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pareto_bench.frontier import records_aup
+from pareto_bench.records import EvalRecord
+from pareto_bench.report.published import PublishedPoint, load_published
+from pareto_bench.report.sweep_data import SweepData, TrialData
+
+PAPER_GROUPS = ("ablation", "reduction")  # the published rows a recipe may reproduce
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A median with the range over seeds."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def text(self, digits: int = 1) -> str:
+        if not self.values:
+            return "n/a"
+        middle = f"{self.median:.{digits}f}"
+        if len(self.values) == 1:
+            return middle
+        return f"{middle} ({min(self.values):.{digits}f}-{max(self.values):.{digits}f})"
+
+
+@dataclass(frozen=True)
+class RecipeRow:
+    recipe: str
+    seeds: int
+    accuracy: Spread
+    tpf: Spread
+    aup: Spread
+    filtered: Spread  # mean share of prompt groups the TPF filter dropped per step, per seed
+    paper: PublishedPoint | None
+
+
+@dataclass(frozen=True)
+class AblationTable:
+    task: str
+    y_max: float
+    rows: list[RecipeRow]
+    ours: list[str]  # recipes with a paper row, best AUP first
+    paper: list[str]
+    concordant: int  # pairs of recipes in the same order in both
+    pairs: int
+
+    @property
+    def agrees(self) -> bool:
+        return self.ours == self.paper
+
+    def verdict(self) -> str:
+        if len(self.paper) < 2:
+            return (
+                f"{self.task}: fewer than two recipes with a published row, so no order to compare."
+            )
+        order = " > ".join(self.ours)
+        if self.agrees:
+            return f"{self.task}: the order by AUP agrees with the paper's: {order}."
+        return (
+            f"{self.task}: the order by AUP differs from the paper's. Here: {order}; paper: "
+            f"{' > '.join(self.paper)} ({self.concordant} of {self.pairs} pairs in the same order)."
+        )
+
+
+def _curve(records: Sequence[EvalRecord], task: str) -> list[EvalRecord]:
+    return sorted((r for r in records if r.task == task), key=lambda r: r.threshold)
+
+
+def _at(records: Sequence[EvalRecord], operating: float) -> EvalRecord:
+    return min(records, key=lambda r: abs(r.threshold - operating))
+
+
+def _recipe_row(
+    trial: TrialData, task: str, operating: float, y_max: float, paper: PublishedPoint | None
+) -> RecipeRow:
+    curves = [c for c in (_curve(rs, task) for rs in trial.seed_records()) if c]
+    at_op = [_at(c, operating) for c in curves]
+    trains = trial.replicate_train.values() if trial.replicate_train else [trial.train]
+    filtered = [statistics.fmean(s.filtered_fraction for s in steps) for steps in trains if steps]
+    return RecipeRow(
+        recipe=trial.record.name,
+        seeds=len(curves),
+        accuracy=Spread(tuple(r.accuracy for r in at_op)),
+        tpf=Spread(tuple(r.tpf for r in at_op)),
+        aup=Spread(tuple(records_aup(c, y_max) for c in curves)),
+        filtered=Spread(tuple(100.0 * f for f in filtered)),
+        paper=paper,
+    )
+
+
+def ablation_table(sweep: SweepData, task: str, y_max: float) -> AblationTable:
+    """Every completed baseline of ``sweep`` on ``task``, beside its published row."""
+    published = {p.recipe: p for p in load_published() if p.group in PAPER_GROUPS and p.recipe}
+    operating = sweep.operating_threshold if sweep.operating_threshold is not None else 0.9
+    rows = [
+        _recipe_row(t, task, operating, y_max, published.get(t.record.name))
+        for t in sweep.trials
+        if t.is_baseline and t.record.state == "COMPLETE" and t.task_records(task)
+    ]
+    compared = [r for r in rows if r.paper is not None and r.paper.aup is not None]
+    ours = [r.recipe for r in sorted(compared, key=lambda r: -r.aup.median)]
+    paper = [r.recipe for r in sorted(compared, key=lambda r: -(r.paper.aup or 0.0))]
+    pairs = list(itertools.combinations(paper, 2))
+    concordant = sum(ours.index(a) < ours.index(b) for a, b in pairs)
+    return AblationTable(task, y_max, rows, ours, paper, concordant, len(pairs))
+
+
+def table_rows(table: AblationTable) -> list[list[str]]:
+    header = [
+        "recipe", "seeds", "accuracy (%)", "TPF", "AUP", "groups filtered (%)",
+        "paper: acc / TPF / AUP", "rank here", "rank in paper",
+    ]  # fmt: skip
+    rows = [header]
+    for r in table.rows:
+        paper = (
+            f"{r.paper.accuracy:.1f} / {r.paper.tpf:.2f} / {r.paper.aup:.1f} ({r.paper.variant})"
+            if r.paper is not None
+            else "-"
+        )
+        rank_here = table.ours.index(r.recipe) + 1 if r.recipe in table.ours else None
+        rank_paper = table.paper.index(r.recipe) + 1 if r.recipe in table.paper else None
+        rows.append(
+            [
+                r.recipe,
+                str(r.seeds),
+                r.accuracy.text(),
+                r.tpf.text(2),
+                r.aup.text(),
+                r.filtered.text(),
+                paper,
+                str(rank_here or "-"),
+                str(rank_paper or "-"),
+            ]
+        )
+    return rows
