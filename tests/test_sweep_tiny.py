@@ -97,3 +97,31 @@ def test_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     assert compare.returncode == 0, compare.stderr
     result = json.loads(compare.stdout)["tasks"]["synthetic"]
     assert result["problems_a"] == result["problems_b"] == 4 and result["paired"]
+
+
+@pytest.mark.slow
+def test_a_replicated_tiny_sweep_trains_each_configuration_with_each_seed(tmp_path: Path) -> None:
+    """2 configurations (GRPO and one search trial) x 2 seeds, really trained, on 2 workers."""
+    command = [CLI, "sweep", str(ROOT / "sweeps" / "tiny.yaml"), "--trials", "1", "--out", "out"]
+    for key, value in {**SHORT, "replicates": "2", "baselines": "[grpo]"}.items():
+        command += ["--set", f"{key}={value}"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert "2 complete, 0 failed" in result.stdout
+
+    out = tmp_path / "out"
+    for number in (0, 1):
+        replicates = read_jsonl(out / "trials" / str(number) / "replicates.jsonl", TrialRecord)
+        done = {r.seed: r for r in replicates if r.state == "COMPLETE"}
+        assert sorted(done) == [0, 1]
+        for seed in (0, 1):
+            seed_dir = out / "trials" / str(number) / f"seed-{seed}"
+            config = TrainConfig.model_validate(
+                yaml.safe_load((seed_dir / "config.yaml").read_text())
+            )
+            assert (
+                config.seed == seed
+                and len(read_jsonl(seed_dir / "train.jsonl", TrainStepRecord)) == 1
+            )
+        pooled = read_jsonl(out / "trials" / str(number) / "eval.jsonl", EvalRecord)
+        assert {r.num_samples for r in pooled} == {2 * 4}  # both seeds' 4 problems
