@@ -9,9 +9,10 @@ Every process of a sweep, the first one or the Nth ``--worker``, runs the same l
 5. log its evaluation and artifacts, append to ``trials.jsonl``, then tell the study;
 
 until no trial is left. With seed replicates (``replicates`` in the spec), step 3 queues one job
-per seed instead, and the loop claims those jobs first; the worker that finishes a
-configuration's last job tells the study their aggregate (:mod:`~pareto_bench.sweeping.replicates`). Optuna is the source of truth for trial state; ``trials.jsonl`` and
-the tracker follow it, and a re-run first brings ``trials.jsonl`` up to date.
+per seed instead, the loop claims those jobs first, and the worker that ends a configuration's
+last job tells the study their aggregate (:mod:`pareto_bench.sweeping.replicates`). Optuna is
+the source of truth for trial state; ``trials.jsonl`` and the tracker follow it, and a re-run
+first brings ``trials.jsonl`` up to date.
 """
 
 from __future__ import annotations
@@ -351,7 +352,7 @@ class Sweep:
         run = self._tracking.submit(self._open_trial_run, number, name, kind)
         try:
             with self.study.heartbeat(number, self.spec.executor.heartbeat_s):
-                outcome = self._execute(self.trial_spec(number, kind, name, params), run)
+                outcome = self._execute(lambda: self.trial_spec(number, kind, name, params), run)
         except KeyboardInterrupt:
             reason = "interrupted (Ctrl-C or SIGTERM)"
             self._end_trial(number, self._await(run), started, reason, {}, None, "KILLED")
@@ -368,11 +369,15 @@ class Sweep:
             return {}
         return {key: param.suggest(trial, key) for key, param in self.spec.search_space.items()}
 
-    def _execute(self, spec: TrialSpec, run: concurrent.futures.Future[str]) -> Outcome:
+    def _execute(
+        self, make_spec: Callable[[], TrialSpec], run: concurrent.futures.Future[str]
+    ) -> Outcome:
         """Run one trial (or replicate) through the executor, streaming its curve to ``run``,
-        and log its evaluation there. A failure is returned, not raised; Ctrl-C propagates."""
+        and log its evaluation there. A failure, resolving its config included, is returned,
+        not raised; Ctrl-C propagates."""
         failure = detail = ""
         try:
+            spec = make_spec()
             self._tracking.submit(
                 lambda: self.tracker.log_params(run.result(), layout.trial_params(spec))
             )
@@ -429,9 +434,12 @@ class Sweep:
         self.study.set_attrs(number, **{NAME: name, SEED: self.spec.seed})
         # The jobs' runs are its children: it must exist before any of them starts.
         run_id = self._await(self._tracking.submit(self._open_trial_run, number, name, kind))
-        self.tracker.log_params(
-            run_id, layout.trial_params(self.trial_spec(number, kind, name, params))
-        )
+        try:
+            spec = self.trial_spec(number, kind, name, params)
+        except ConfigError as e:  # a sampled value the trainer config rejects: no job would run
+            self._end_trial(number, run_id, time.monotonic(), f"ConfigError: {e}", {}, None)
+            return
+        self.tracker.log_params(run_id, layout.trial_params(spec))
         seeds = seeds_of(self.spec, kind, name)
         self.replicates.enqueue(number, name, seeds)
         self.study.set_attrs(number, **{REPLICATE_SEEDS: seeds})
@@ -458,8 +466,10 @@ class Sweep:
         run = self._tracking.submit(self._open_replicate_run, job.number, parent, name, seed)
         try:
             with queue.heartbeat(job.number, self.spec.executor.heartbeat_s):
-                spec = self.trial_spec(number, kind, name, dict(configuration.params), seed)
-                outcome = self._execute(spec, run)
+                params = dict(configuration.params)
+                outcome = self._execute(
+                    lambda: self.trial_spec(number, kind, name, params, seed), run
+                )
         except KeyboardInterrupt:
             run_id = self._await(run)
             queue.fail(job.number, "interrupted (Ctrl-C or SIGTERM)")
@@ -483,9 +493,11 @@ class Sweep:
         return record
 
     def _replicate_record(self, job: Any, state: str, failure: str) -> TrialRecord:
+        number = int(job.user_attrs[CONFIGURATION])
         return dataclasses.replace(
             record_of(job),
-            number=int(job.user_attrs[CONFIGURATION]),
+            number=number,
+            params=dict(self.study.frozen(number).params),
             name=replicate_name(trial_name(job), int(job.user_attrs[SEED])),
             state=state,
             failure_reason=failure,
