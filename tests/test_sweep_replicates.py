@@ -150,3 +150,19 @@ def test_a_killed_replicated_sweep_resumes_replicate_by_replicate(tmp_path: Path
     killed = replicate_rows(out, 1)["trial-1/seed-1"]
     assert killed.state == "COMPLETE"
     assert "marked FAILED" in rerun.stderr
+
+
+def test_a_sweep_of_baselines_alone_ends_with_their_order_against_the_papers(
+    tmp_path: Path,
+) -> None:
+    command = sweep_command(
+        tmp_path / "out", "--trials", "0", "--set", "baselines=[base, lightningrl, no_nll]",
+        "--set", "replicates=2",
+    )  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=env(tmp_path, 0.0), capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "synthetic: the order by AUP" in done.stdout
+    assert done.stdout.rstrip().endswith(
+        f"report: pareto-bench report {tmp_path / 'out'} --template ablations"
+    )
