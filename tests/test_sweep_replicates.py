@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from test_sweep_workers import env, journal_study, last_rows, starts, sweep_command, wait_for
 
 from pareto_bench.records import EvalRecord, TrialRecord, read_jsonl
+from pareto_bench.report.sweep_data import load_sweep_dir
 from pareto_bench.sweep import SweepOptions, load_spec, run_sweep
 from pareto_bench.sweeping.replicates import study_name
 
@@ -83,6 +84,16 @@ def test_each_configuration_runs_once_per_seed_and_optuna_sees_the_median(tmp_pa
         assert run.info.run_name.startswith(configuration.info.run_name + "/seed-")
         assert configuration.data.tags["mlflow.parentRunId"] == result.parent_run_id
         assert configuration.data.metrics["replicates/complete"] >= 1
+
+    # A report read back from MLflow alone has every configuration's seeds.
+    from pareto_bench.report.mlflow_source import load_mlflow_run
+
+    restored = load_mlflow_run(result.parent_run_id, result.tracking_uri, tmp_path / "download")
+    seeds = {t.record.name: sorted(t.replicates) for t in restored.trials}
+    assert seeds == {"base": [0], "grpo": [0, 1, 2], "trial-2": [0, 1, 2], "trial-3": [0, 1, 2]}
+    local = {t.record.name: t for t in load_sweep_dir(out).trials}
+    for trial in restored.trials:
+        assert trial.replicates == local[trial.record.name].replicates
 
 
 def test_the_mean_when_the_spec_asks_for_it(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ import yaml
 
 from pareto_bench.records import EvalRecord, TrainStepRecord, TrialRecord, append_jsonl
 from pareto_bench.report.sweep_data import SweepData, load_sweep_dir
+from pareto_bench.sweeping.outdir import REPLICATES_JSONL, replicate_dir_name
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 NUMBER_TAGS = ("trial_number", "optuna.trial_number", "optuna.trial.number", "number", "trial")
@@ -243,8 +244,33 @@ def _write_children(
             if steps:
                 append_jsonl(folder / "train.jsonl", steps)
         records.append(_trial_record(run, number))
+        _write_replicates(client, uri, run, number, folder, work)
     if not have_trials_jsonl:  # the recorded trials.jsonl, where logged, is the better source
         append_jsonl(sweep / "trials.jsonl", sorted(records, key=lambda r: r.number))
+
+
+def _write_replicates(
+    client: Any, uri: str, configuration: Any, number: int, folder: Path, work: Path
+) -> None:
+    """A configuration's seed replicates (its own child runs): their files and rows."""
+    replicates = client.search_runs(
+        [configuration.info.experiment_id],
+        filter_string=(
+            f"tags.mlflow.parentRunId = '{configuration.info.run_id}' and tags.kind = 'replicate'"
+        ),
+        max_results=1000,
+    )
+    for run in replicates:
+        seed = int(run.data.tags.get("seed", "0"))
+        seed_dir = folder / replicate_dir_name(seed)
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        artifacts = _download(run.info.run_id, uri, work / "children" / run.info.run_id)
+        for name in ("eval.jsonl", "train.jsonl", "config.yaml"):
+            found = _find(artifacts, name)
+            if found is not None:
+                shutil.copy(found, seed_dir / name)
+        row = dataclasses.replace(_trial_record(run, number), kind="replicate", seed=seed)
+        append_jsonl(folder / REPLICATES_JSONL, [row])
 
 
 def load_mlflow_run(run_id: str, tracking_uri: str | None, dest: str | Path) -> SweepData:

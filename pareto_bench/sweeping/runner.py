@@ -484,6 +484,8 @@ class Sweep:
         else:
             queue.set_attrs(job.number, **{OBJECTIVES: outcome.objectives})
             queue.complete(job.number, outcome.values)
+        for artifact in (CONFIG_FILE, TRAIN_FILE, EVAL_FILE):
+            self.tracker.log_artifact(run_id, self.out.replicate_dir(number, seed) / artifact)
         self.tracker.end_run(run_id, "FAILED" if outcome.failure else "FINISHED")
         state = "FAIL" if outcome.failure else "COMPLETE"
         record = self._replicate_record(queue.frozen(job.number), state, outcome.failure)
