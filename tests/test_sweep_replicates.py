@@ -177,3 +177,23 @@ def test_a_sweep_of_baselines_alone_ends_with_their_order_against_the_papers(
     assert done.stdout.rstrip().endswith(
         f"report: pareto-bench report {tmp_path / 'out'} --template ablations"
     )
+
+
+def test_pooling_weighs_each_replicate_by_its_samples() -> None:
+    from pareto_bench.records import SampleResult
+    from pareto_bench.sweeping.replicates import pool
+
+    def record(correct: int, n: int, forwards: int) -> EvalRecord:
+        samples = [
+            SampleResult(f"p{i}", i < correct, float(i < correct), 10, forwards) for i in range(n)
+        ]
+        return EvalRecord.from_samples(
+            "t", 0.9, samples, extra={"answer_accuracy": 100.0 * correct / n}
+        )
+
+    (pooled,) = pool([[record(5, 10, 5)], [record(30, 30, 2)]])
+    assert pooled.num_samples == 40 and len(pooled.samples) == 40
+    assert pooled.accuracy == pytest.approx(87.5) and pooled.extra[
+        "answer_accuracy"
+    ] == pytest.approx(87.5)
+    assert pooled.tpf == pytest.approx(400 / (50 + 60))  # total tokens over total forwards

@@ -7,7 +7,7 @@ objectives. Its *replicates* are jobs in a second study of the same storage,
 GPUs or SLURM nodes in parallel and a killed sweep resumes replicate by replicate.
 
 The worker that claims a configuration samples its parameters, queues one job per seed and
-marks the configuration with its seeds; from then on the configuration lives as long as its
+marks the configuration with its seeds (``study.REPLICATE_SEEDS``); from then on the configuration lives as long as its
 jobs do, whichever worker runs them. The worker that finishes a configuration's last job
 aggregates: the configuration completes when at least ``replicates.min_complete`` jobs did.
 """
@@ -20,13 +20,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pareto_bench.records import EvalRecord
-from pareto_bench.sweeping.samplers import KIND_ATTR
+from pareto_bench.sweeping.samplers import BASELINE, KIND_ATTR
 from pareto_bench.sweeping.spec import BASE_MODEL_BASELINE, SweepSpec
 from pareto_bench.sweeping.study import (
     ATTEMPT,
     NAME,
     OBJECTIVES,
-    REPLICATE_SEEDS,
     SEED,
     SLOT,
     TrialQueue,
@@ -35,7 +34,6 @@ from pareto_bench.sweeping.study import (
 
 REPLICATE = "replicate"  # a job's kind
 CONFIGURATION = "configuration"  # job attribute: its configuration's trial number
-SEEDS = REPLICATE_SEEDS  # configuration attribute, set once its jobs are queued
 
 
 def study_name(sweep: str) -> str:
@@ -46,7 +44,7 @@ def seeds_of(spec: SweepSpec, kind: str, name: str) -> list[int]:
     """A configuration's seeds. The base model trains nothing and decodes greedily, so every
     seed would give the same result: it runs once."""
     seeds = spec.seeds
-    return seeds[:1] if name == BASE_MODEL_BASELINE and kind != "trial" else seeds
+    return seeds[:1] if kind == BASELINE and name == BASE_MODEL_BASELINE else seeds
 
 
 class ReplicateQueue(TrialQueue):
@@ -165,6 +163,12 @@ def pool(replicates: Sequence[Sequence[EvalRecord]]) -> list[EvalRecord]:
                 task_version=rows[0].task_version,
                 block_size=rows[0].block_size,
                 strategy=rows[0].strategy,
+                extra={  # e.g. answer accuracy: weighted by samples, as the accuracy is
+                    key: sum(r.extra.get(key, 0.0) * r.num_samples for r in rows) / n
+                    for key in rows[0].extra
+                }
+                if n
+                else {},
                 samples=[s for r in rows for s in r.samples],
             )
         )
