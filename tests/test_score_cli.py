@@ -196,3 +196,28 @@ def test_bench_score_against_human_eval(data_dir):
                            "waiting_for_a_slot"}  # fmt: skip
     assert all(v >= 0 for v in stages.values()) and stages["sandbox_creation"] > 0
     assert stages["execution"] > 0 and stages["comparison"] > 0
+
+
+def test_bench_score_rl_workload_scores_groups_of_references_and_mutants(data_dir):
+    result = run_cli("bench", "score", "--workload", "rl", "--problems", "2", "--group-size", "4",
+                     data_dir=data_dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["task"], report["problems"], report["samples"]) == ("mbpp-train", 2, 8)
+    assert {"1", "2"} <= set(report["by_workers"]) and report["scaling"]["1"] == 1.0
+    for run in report["by_workers"].values():
+        assert 4 <= run["correct"] < 8  # every reference passes; mutants mostly fail
+        assert run["samples_per_second"] > 0 and run["sandboxed_samples"] == 8
+        assert run["stage_ms_per_sample"]["sandbox_creation"] > 0
+
+
+def test_mutants_break_a_reference_in_each_way_that_applies():
+    from pareto_bench.bench.score import mutants
+
+    code = "def f(xs, k):\n    if len(xs) <= 2 or k == 0:\n        return 0\n    return xs[1]"
+    assert mutants(code) == [
+        code.replace("return 0", "return None and 0", 1),
+        code.replace("<= 2", "<= 3"),
+        code.replace("<=", "<"),
+        code.replace("k == 0", "k != 0"),
+    ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -283,6 +284,71 @@ def bench_gsm8k(data_dir: Path) -> dict[str, Any]:
         "correct": result["correct"],
         "target_seconds": GSM8K_TARGET_S,
         "meets_target": result["seconds"] < GSM8K_TARGET_S,
+    }
+
+
+# --------------------------------------------------------------------- the RL-shaped workload
+
+# Ways to break a reference solution, each a (pattern, replacement) applied once: a mutant
+# may still pass (a test that never reaches the change), so both outcomes occur.
+MUTATIONS = (
+    (re.compile(r"\breturn\b(?!\s*$)"), "return None and"),  # every return yields None
+    (re.compile(r"(?<![\w.])(\d+)(?![\w.])"), lambda m: str(int(m.group(1)) + 1)),  # off by one
+    (re.compile(r"<="), "<"),
+    (re.compile(r"(?<![<>=!])==(?!=)"), "!="),
+)
+
+
+def mutants(code: str) -> list[str]:
+    """The reference ``code`` broken in each way that applies to it (first occurrence)."""
+    return [m for pattern, repl in MUTATIONS if (m := pattern.sub(repl, code, count=1)) != code]
+
+
+def rl_workload(problems: Sequence[Any], group_size: int) -> tuple[list[Any], list[str]]:
+    """``group_size`` responses per problem, as one RL step would score them: the reference
+    solution in every other slot and its mutants in turn in the rest."""
+    rows, responses = [], []
+    for problem in problems:
+        code = problem.reference.code
+        broken = mutants(code) or [code.replace("def ", "def _renamed_", 1)]
+        for k in range(group_size):
+            text = code if k % 2 == 0 else broken[(k // 2) % len(broken)]
+            rows.append(problem)
+            responses.append(f"```python\n{text}\n```")
+    return rows, responses
+
+
+def bench_rl_workload(
+    data_dir: Path, problems: int = 16, group_size: int = 32, workers: Sequence[int] = ()
+) -> dict[str, Any]:
+    """Score ``group_size`` samples for each of the first ``problems`` of mbpp-train at 1, 2
+    and all cores' worth of workers: samples per second, and where a sample's time goes."""
+    task = get_task("mbpp-train")
+    # Problems whose reference passes its own tests, so that a group holds both outcomes; their
+    # reference runs are made here, as training caches them across steps.
+    candidates = task.load(data_dir)[: 2 * problems]
+    gold = task.score(candidates, [p.gold for p in candidates])
+    chosen = [p for p, v in zip(candidates, gold, strict=True) if v.correct][:problems]
+    rows, responses = rl_workload(chosen, group_size)
+    counts = list(workers) or sorted({1, 2, os.cpu_count() or 1})
+    runs: dict[str, Any] = {}
+    for count in counts:
+        task.workers = count
+        verdicts, seconds = _timed(lambda: task.score(rows, responses))
+        runs[str(count)] = {
+            "seconds": round(seconds, 3),
+            "samples_per_second": round(len(rows) / seconds, 2),
+            "correct": sum(v.correct for v in verdicts),
+            **breakdown(verdicts),
+        }
+    one = runs[str(counts[0])]["samples_per_second"]
+    return {
+        "task": task.name,
+        "problems": len(chosen),
+        "group_size": group_size,
+        "samples": len(rows),
+        "by_workers": runs,
+        "scaling": {k: round(r["samples_per_second"] / one, 2) for k, r in runs.items()},
     }
 
 

