@@ -69,17 +69,21 @@ def test_a_table_in_the_papers_order_says_it_agrees(tmp_path: Path) -> None:
     table = ablation_table(sweep, "synthetic", y_max=80.0)
     assert table.ours == table.paper == ["lightningrl", "no_tpf_filter", "no_nll"]
     assert table.agrees and (table.concordant, table.pairs) == (3, 3)
+    # Two seeds each: the top two overlap once seeds are resampled, no_nll is clearly last.
+    assert not table.steps["lightningrl"].excludes_zero and table.steps["no_tpf_filter"].low > 0
     assert table.verdict() == (
         "synthetic: the order by AUP agrees with the paper's: lightningrl > no_tpf_filter > no_nll."
+        " Within noise (95% CI of the AUP step holds 0): lightningrl > no_tpf_filter."
     )
     rows = {r[0]: r for r in table_rows(table)[1:]}
     # Median and range over the two seeds, at the operating threshold.
     assert rows["lightningrl"][1:4] == ["2", "75.0 (70.0-80.0)", "2.00 (2.00-2.00)"]
-    assert rows["lightningrl"][5] == "30.0 (25.0-35.0)"  # the filter's logged share, per seed
-    assert rows["no_tpf_filter"][5] == "5.0 (0.0-10.0)"
-    assert rows["lightningrl"][6] == "90.3 / 5.58 / 492.4 (full)"
-    assert rows["base"][1] == "1" and rows["base"][6:] == ["-", "-", "-"]
-    assert [rows[r][7:] for r in table.paper] == [["1", "1"], ["2", "2"], ["3", "3"]]
+    assert rows["lightningrl"][5] == str(table.steps["lightningrl"]) and rows["no_nll"][5] == "-"
+    assert rows["lightningrl"][6] == "30.0 (25.0-35.0)"  # the filter's logged share, per seed
+    assert rows["no_tpf_filter"][6] == "5.0 (0.0-10.0)"
+    assert rows["lightningrl"][7] == "90.3 / 5.58 / 492.4 (full)"
+    assert rows["base"][1] == "1" and rows["base"][7:] == ["-", "-", "-"]
+    assert [rows[r][8:] for r in table.paper] == [["1", "1"], ["2", "2"], ["3", "3"]]
 
 
 def test_a_different_order_is_named_with_the_pairs_that_agree(tmp_path: Path) -> None:
@@ -90,6 +94,7 @@ def test_a_different_order_is_named_with_the_pairs_that_agree(tmp_path: Path) ->
     assert table.verdict() == (
         "synthetic: the order by AUP differs from the paper's. Here: no_nll > no_tpf_filter > "
         "lightningrl; paper: lightningrl > no_tpf_filter > no_nll (0 of 3 pairs in the same order)."
+        " Within noise (95% CI of the AUP step holds 0): no_nll > no_tpf_filter."
     )
 
 

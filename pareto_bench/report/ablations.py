@@ -5,7 +5,9 @@ both and whether they agree.
 A recipe is a baseline of the sweep (``sweeps/ablations.yaml``). Its accuracy and TPF are at
 the operating threshold and its AUP is that of its curve, each as the median and the range
 over its seeds. The share of prompt groups the TPF filter dropped comes from the training
-logs, so that an order that differs from the paper's can be traced to the filter.
+logs, so that an order that differs from the paper's can be traced to the filter. Each step of
+our order carries the AUP difference to the next recipe with a 95% interval that resamples
+seeds, then problems: a step whose interval holds 0 is not resolved by this many seeds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pareto_bench.frontier import records_aup
+from pareto_bench.frontier import Interval, compare_replicated, records_aup
 from pareto_bench.records import EvalRecord
 from pareto_bench.report.published import PublishedPoint, load_published
 from pareto_bench.report.sweep_data import SweepData, TrialData
@@ -62,6 +64,16 @@ class AblationTable:
     paper: list[str]
     concordant: int  # pairs of recipes in the same order in both
     pairs: int
+    steps: dict[str, Interval]  # recipe -> its AUP minus the next one's in our order
+
+    @property
+    def unresolved(self) -> list[str]:
+        """Steps of our order whose interval holds 0, as "a > b"."""
+        return [
+            f"{a} > {b}"
+            for a, b in itertools.pairwise(self.ours)
+            if a in self.steps and not self.steps[a].excludes_zero
+        ]
 
     @property
     def agrees(self) -> bool:
@@ -73,11 +85,17 @@ class AblationTable:
                 f"{self.task}: fewer than two recipes with a published row, so no order to compare."
             )
         order = " > ".join(self.ours)
+        noise = (
+            f" Within noise (95% CI of the AUP step holds 0): {', '.join(self.unresolved)}."
+            if self.unresolved
+            else ""
+        )
         if self.agrees:
-            return f"{self.task}: the order by AUP agrees with the paper's: {order}."
+            return f"{self.task}: the order by AUP agrees with the paper's: {order}.{noise}"
         return (
             f"{self.task}: the order by AUP differs from the paper's. Here: {order}; paper: "
-            f"{' > '.join(self.paper)} ({self.concordant} of {self.pairs} pairs in the same order)."
+            f"{' > '.join(self.paper)} ({self.concordant} of {self.pairs} pairs in the same "
+            f"order).{noise}"
         )
 
 
@@ -107,7 +125,9 @@ def _recipe_row(
     )
 
 
-def ablation_table(sweep: SweepData, task: str, y_max: float) -> AblationTable:
+def ablation_table(
+    sweep: SweepData, task: str, y_max: float, n_boot: int = 1000, seed: int = 0
+) -> AblationTable:
     """Every completed baseline of ``sweep`` on ``task``, beside its published row."""
     published = {p.recipe: p for p in load_published() if p.group in PAPER_GROUPS and p.recipe}
     operating = sweep.operating_threshold if sweep.operating_threshold is not None else 0.9
@@ -121,13 +141,25 @@ def ablation_table(sweep: SweepData, task: str, y_max: float) -> AblationTable:
     paper = [r.recipe for r in sorted(compared, key=lambda r: -(r.paper.aup or 0.0))]
     pairs = list(itertools.combinations(paper, 2))
     concordant = sum(ours.index(a) < ours.index(b) for a, b in pairs)
-    return AblationTable(task, y_max, rows, ours, paper, concordant, len(pairs))
+    by_name = {t.record.name: t for t in sweep.trials if t.is_baseline}
+    steps = {
+        a: compare_replicated(
+            by_name[a].seed_records(),
+            by_name[b].seed_records(),
+            y_max=y_max,
+            aggregate=sweep.replicate_aggregate,
+            n=n_boot,
+            seed=seed,
+        )[task].aup_diff
+        for a, b in itertools.pairwise(ours)
+    }
+    return AblationTable(task, y_max, rows, ours, paper, concordant, len(pairs), steps)
 
 
 def table_rows(table: AblationTable) -> list[list[str]]:
     header = [
-        "recipe", "seeds", "accuracy (%)", "TPF", "AUP", "groups filtered (%)",
-        "paper: acc / TPF / AUP", "rank here", "rank in paper",
+        "recipe", "seeds", "accuracy (%)", "TPF", "AUP", "ΔAUP to the next [95% CI]",
+        "groups filtered (%)", "paper: acc / TPF / AUP", "rank here", "rank in paper",
     ]  # fmt: skip
     rows = [header]
     for r in table.rows:
@@ -145,6 +177,7 @@ def table_rows(table: AblationTable) -> list[list[str]]:
                 r.accuracy.text(),
                 r.tpf.text(2),
                 r.aup.text(),
+                str(table.steps[r.recipe]) if r.recipe in table.steps else "-",
                 r.filtered.text(),
                 paper,
                 str(rank_here or "-"),

@@ -305,26 +305,32 @@ def _seed_points(records: list[EvalRecord], task: str) -> np.ndarray:
     return record_points(sorted((r for r in records if r.task == task), key=lambda r: r.threshold))
 
 
-def _ablation_pages(sweep: SweepData, summary: SweepSummary) -> list[Section]:
+def _ablation_pages(sweep: SweepData, summary: SweepSummary, seed: int) -> list[Section]:
     pages: list[Section] = []
     for task in summary.tasks:
-        table = ablation_table(sweep, task.task, task.y_max)
+        table = ablation_table(sweep, task.task, task.y_max, summary.n_boot, seed)
         caption = (
             f"{table.verdict()} Each recipe is a baseline of this sweep, trained with the seeds shown. "
             "Accuracy and TPF at the operating threshold and AUP over the curve (y_max "
             f"{task.y_max:.1f}) are the median over seeds, with the range in brackets. "
-            "Groups filtered: the mean share of prompt groups the TPF filter dropped per RL step. "
+            "ΔAUP to the next: this recipe's AUP minus the next one's in our order, with a 95% "
+            "interval that resamples seeds, then problems. "
+            "Groups filtered: the mean share of prompt groups the filter dropped per RL step "
+            "(all-wrong groups, and with the TPF filter on, groups without TPF contrast). "
             "Paper: LightningRL's GSM8K ablations and loss-reduction study on an 8B model "
             "(arXiv 2603.13319), the row each recipe reproduces; ranks order the recipes that "
             "have one by AUP."
         )
-        widths = [1.5, 0.5, 1.3, 1.2, 1.4, 1.1, 2.4, 0.6, 0.7]
+        widths = [1.5, 0.5, 1.3, 1.2, 1.4, 1.5, 1.1, 2.4, 0.6, 0.7]
         pages.append(TablePage(f"Ablations: {task.task}", table_rows(table), widths, caption))
     return pages
 
 
-def ablation_verdict(sweep: SweepData, summary: SweepSummary) -> str:
-    return " ".join(ablation_table(sweep, t.task, t.y_max).verdict() for t in summary.tasks)
+def ablation_verdict(sweep: SweepData, summary: SweepSummary, seed: int = 0) -> str:
+    return " ".join(
+        ablation_table(sweep, t.task, t.y_max, summary.n_boot, seed).verdict()
+        for t in summary.tasks
+    )
 
 
 def _training_page(sweep: SweepData, summary: SweepSummary) -> FigurePage:
@@ -424,7 +430,7 @@ def build_content(
         ],
         "frontiers": lambda: _frontier_pages(sweep, template),
         "published": lambda: [_published_page(sweep, summary, template)],
-        "ablations": lambda: _ablation_pages(sweep, summary),
+        "ablations": lambda: _ablation_pages(sweep, summary, seed),
         "attainment": lambda: [_attainment_page(sweep)],
         "trials": lambda: [_trials_page(sweep)],
         "training": lambda: [_training_page(sweep, summary)],
@@ -440,7 +446,7 @@ def build_content(
         title=template.title.format(sweep=sweep.name),
         subtitle=f"Sweep created {created} · read from {sweep.source} · rendered with {code_version()}",
         # The first page sets the headline: an ablation report's is the order of its recipes.
-        verdict=ablation_verdict(sweep, summary)
+        verdict=ablation_verdict(sweep, summary, seed)
         if template.pages[0] == "ablations"
         else summary.verdict,
         sections=sections,
