@@ -53,6 +53,7 @@ __all__ = [
     "pareto_front",
     "record_points",
     "records_aup",
+    "task_curve",
 ]
 
 # TPF 1 is autoregressive decoding, so the default hypervolume measures the area gained over
@@ -663,8 +664,8 @@ def compare_replicated(
     rng = np.random.default_rng(seed)
     out = {}
     for task in tasks:
-        curves_a = [_curve(records, task) for records in a]
-        curves_b = [_curve(records, task) for records in b]
+        curves_a = [task_curve(records, task) for records in a]
+        curves_b = [task_curve(records, task) for records in b]
         every = [r for c in (*curves_a, *curves_b) for r in c]
         if isinstance(y_max, Mapping):
             task_y_max = float(y_max[task])
@@ -704,6 +705,6 @@ def compare_replicated(
     return out
 
 
-def _curve(records: Sequence[EvalRecord], task: str) -> list[EvalRecord]:
-    """One seed's curve on ``task``, in threshold order."""
+def task_curve(records: Sequence[EvalRecord], task: str) -> list[EvalRecord]:
+    """The records on ``task`` (one model's curve), in threshold order."""
     return sorted((r for r in records if r.task == task), key=lambda r: r.threshold)

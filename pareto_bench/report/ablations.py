@@ -17,7 +17,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pareto_bench.frontier import Interval, compare_replicated, records_aup
+from pareto_bench.frontier import Interval, compare_replicated, records_aup, task_curve
 from pareto_bench.records import EvalRecord
 from pareto_bench.report.published import PublishedPoint, load_published
 from pareto_bench.report.sweep_data import SweepData, TrialData
@@ -99,10 +99,6 @@ class AblationTable:
         )
 
 
-def _curve(records: Sequence[EvalRecord], task: str) -> list[EvalRecord]:
-    return sorted((r for r in records if r.task == task), key=lambda r: r.threshold)
-
-
 def _at(records: Sequence[EvalRecord], operating: float) -> EvalRecord:
     return min(records, key=lambda r: abs(r.threshold - operating))
 
@@ -110,7 +106,7 @@ def _at(records: Sequence[EvalRecord], operating: float) -> EvalRecord:
 def _recipe_row(
     trial: TrialData, task: str, operating: float, y_max: float, paper: PublishedPoint | None
 ) -> RecipeRow:
-    curves = [c for c in (_curve(rs, task) for rs in trial.seed_records()) if c]
+    curves = [c for c in (task_curve(rs, task) for rs in trial.seed_records()) if c]
     at_op = [_at(c, operating) for c in curves]
     trains = trial.replicate_train.values() if trial.replicate_train else [trial.train]
     filtered = [statistics.fmean(s.filtered_fraction for s in steps) for steps in trains if steps]

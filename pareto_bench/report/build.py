@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pareto_bench.frontier import DEFAULT_REF, record_points, records_aup
+from pareto_bench.frontier import DEFAULT_REF, record_points, records_aup, task_curve
 from pareto_bench.records import EvalRecord
 from pareto_bench.report import plots
 from pareto_bench.report.ablations import ablation_table, table_rows
@@ -280,7 +280,7 @@ def _attainment_page(sweep: SweepData, limit: int = 8) -> FigurePage:
     replicated = [t for t in sweep.trials if t.record.state == "COMPLETE" and len(t.replicates) > 1]
     for task in sweep.tasks:
         for trial in replicated:
-            curves = [_seed_points(records, task) for records in trial.seed_records()]
+            curves = [record_points(task_curve(rs, task)) for rs in trial.seed_records()]
             if all(len(c) for c in curves):
                 panels[f"{task}, {trial.label}"] = curves
     if not panels:
@@ -299,10 +299,6 @@ def _attainment_page(sweep: SweepData, limit: int = 8) -> FigurePage:
     if len(panels) > len(shown):
         caption += f" The first {len(shown)} of {len(panels)} are shown."
     return FigurePage(title, plots.figure_png(figure), caption)
-
-
-def _seed_points(records: list[EvalRecord], task: str) -> np.ndarray:
-    return record_points(sorted((r for r in records if r.task == task), key=lambda r: r.threshold))
 
 
 def _ablation_pages(sweep: SweepData, summary: SweepSummary, seed: int) -> list[Section]:

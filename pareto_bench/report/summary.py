@@ -19,6 +19,7 @@ from pareto_bench.frontier import (
     compare,
     compare_replicated,
     records_aup,
+    task_curve,
 )
 from pareto_bench.report.sweep_data import BASE_BASELINE, SweepData, TrialData
 
@@ -61,10 +62,7 @@ def trial_aup(trial: TrialData, task: str, y_max: float, aggregate: str = "media
     seed's AUP, as the sweep's objective has it."""
     if len(trial.replicates) < 2:
         return records_aup(trial.task_records(task), y_max)
-    per_seed = [
-        records_aup(sorted((r for r in rs if r.task == task), key=lambda r: r.threshold), y_max)
-        for rs in trial.seed_records()
-    ]
+    per_seed = [records_aup(task_curve(records, task), y_max) for records in trial.seed_records()]
     return statistics.median(per_seed) if aggregate == "median" else statistics.fmean(per_seed)
 
 
