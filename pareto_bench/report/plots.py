@@ -218,7 +218,7 @@ def attainment_figure(point_sets_by_task: Mapping[str, Sequence[NDArray[np.float
     """Per task, the band between the best and worst attainment surfaces over seeds, with
     the median surface as a line."""
     tasks = list(point_sets_by_task)
-    columns = min(len(tasks), 2) or 1
+    columns = min(len(tasks), 2 if len(tasks) <= 4 else 3) or 1  # 3 across keeps 5-9 legible
     rows = (len(tasks) + columns - 1) // columns or 1
     figure = Figure(figsize=(5.6 * columns + 0.6, 4.2 * rows + 0.4), layout="constrained")
     for i, task in enumerate(tasks):
