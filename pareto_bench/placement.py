@@ -16,6 +16,7 @@ are stored in the compute dtype itself. Log-softmaxes are always taken in fp32.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import os
@@ -87,6 +88,9 @@ class World:
         # A rank that fails takes the job down through the launcher within seconds; the timeout
         # only bounds a hang (a rank stuck outside any collective).
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+        # Leave the group before the interpreter exits: a gloo group torn down by the exit
+        # itself can abort the process (SIGABRT) after its work is done.
+        atexit.register(_leave_process_group)
 
     def gather(self, value: T) -> list[T]:
         """Every rank's ``value``, in rank order, on every rank."""
@@ -109,6 +113,13 @@ class World:
         per, extra = divmod(len(items), self.size)
         start = self.rank * per + min(self.rank, extra)
         return list(range(start, start + per + (self.rank < extra)))
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class PlacementError(ValueError):
