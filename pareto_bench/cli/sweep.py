@@ -100,7 +100,7 @@ def sweep_command(
     if result.parent_run_id:
         print(f"tracking: {result.tracking_uri}  (browse it: pareto-bench ui {result.out_dir})")
     if not counts.get("RUNNING") and not counts.get("WAITING") and counts.get("COMPLETE"):
-        from pareto_bench.report.build import ablation_verdict
+        from pareto_bench.report.ablations import ablation_tables, ablation_verdict
         from pareto_bench.report.summary import summarise
         from pareto_bench.report.sweep_data import load_sweep_dir
 
@@ -110,7 +110,7 @@ def sweep_command(
             print(summary.verdict)
             print(f"report: pareto-bench report {result.out_dir}")
         else:  # baselines alone, as in sweeps/ablations.yaml: how their order compares
-            print(ablation_verdict(sweep, summary))
+            print(ablation_verdict(ablation_tables(sweep, summary)))
             print(f"report: pareto-bench report {result.out_dir} --template ablations")
 
 

@@ -17,9 +17,10 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pareto_bench.frontier import Interval, compare_replicated, records_aup, task_curve
+from pareto_bench.frontier import Interval, compare_replicated, task_curve
 from pareto_bench.records import EvalRecord
 from pareto_bench.report.published import PublishedPoint, load_published
+from pareto_bench.report.summary import SweepSummary
 from pareto_bench.report.sweep_data import SweepData, TrialData
 
 PAPER_GROUPS = ("ablation", "reduction")  # the published rows a recipe may reproduce
@@ -115,7 +116,7 @@ def _recipe_row(
         seeds=len(curves),
         accuracy=Spread(tuple(r.accuracy for r in at_op)),
         tpf=Spread(tuple(r.tpf for r in at_op)),
-        aup=Spread(tuple(records_aup(c, y_max) for c in curves)),
+        aup=Spread(tuple(trial.seed_aups(task, y_max))),
         filtered=Spread(tuple(100.0 * f for f in filtered)),
         paper=paper,
     )
@@ -150,6 +151,15 @@ def ablation_table(
         for a, b in itertools.pairwise(ours)
     }
     return AblationTable(task, y_max, rows, ours, paper, concordant, len(pairs), steps)
+
+
+def ablation_tables(sweep: SweepData, summary: SweepSummary, seed: int = 0) -> list[AblationTable]:
+    """One table per task of the summary, with its ``y_max`` and bootstrap size."""
+    return [ablation_table(sweep, t.task, t.y_max, summary.n_boot, seed) for t in summary.tasks]
+
+
+def ablation_verdict(tables: Sequence[AblationTable]) -> str:
+    return " ".join(table.verdict() for table in tables)
 
 
 def table_rows(table: AblationTable) -> list[list[str]]:

@@ -8,8 +8,9 @@ one; if the tracking store cannot be reached the PDF is kept and a warning says 
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,12 @@ import numpy as np
 from pareto_bench.frontier import DEFAULT_REF, record_points, records_aup, task_curve
 from pareto_bench.records import EvalRecord
 from pareto_bench.report import plots
-from pareto_bench.report.ablations import ablation_table, table_rows
+from pareto_bench.report.ablations import (
+    AblationTable,
+    ablation_tables,
+    ablation_verdict,
+    table_rows,
+)
 from pareto_bench.report.importance import compute_importances
 from pareto_bench.report.mlflow_source import quiet_mlflow
 from pareto_bench.report.pdf import (
@@ -301,14 +307,13 @@ def _attainment_page(sweep: SweepData, limit: int = 8) -> FigurePage:
     return FigurePage(title, plots.figure_png(figure), caption)
 
 
-def _ablation_pages(sweep: SweepData, summary: SweepSummary, seed: int) -> list[Section]:
+def _ablation_pages(tables: Sequence[AblationTable]) -> list[Section]:
     pages: list[Section] = []
-    for task in summary.tasks:
-        table = ablation_table(sweep, task.task, task.y_max, summary.n_boot, seed)
+    for table in tables:
         caption = (
             f"{table.verdict()} Each recipe is a baseline of this sweep, trained with the seeds shown. "
             "Accuracy and TPF at the operating threshold and AUP over the curve (y_max "
-            f"{task.y_max:.1f}) are the median over seeds, with the range in brackets. "
+            f"{table.y_max:.1f}) are the median over seeds, with the range in brackets. "
             "ΔAUP to the next: this recipe's AUP minus the next one's in our order, with a 95% "
             "interval that resamples seeds, then problems. "
             "Groups filtered: the mean share of prompt groups the filter dropped per RL step "
@@ -318,15 +323,8 @@ def _ablation_pages(sweep: SweepData, summary: SweepSummary, seed: int) -> list[
             "have one by AUP."
         )
         widths = [1.5, 0.5, 1.3, 1.2, 1.4, 1.5, 1.1, 2.4, 0.6, 0.7]
-        pages.append(TablePage(f"Ablations: {task.task}", table_rows(table), widths, caption))
+        pages.append(TablePage(f"Ablations: {table.task}", table_rows(table), widths, caption))
     return pages
-
-
-def ablation_verdict(sweep: SweepData, summary: SweepSummary, seed: int = 0) -> str:
-    return " ".join(
-        ablation_table(sweep, t.task, t.y_max, summary.n_boot, seed).verdict()
-        for t in summary.tasks
-    )
 
 
 def _training_page(sweep: SweepData, summary: SweepSummary) -> FigurePage:
@@ -416,6 +414,8 @@ def build_content(
     called as each stage finishes."""
     summary = summarise(sweep, ref=ref, n_boot=n_boot, seed=seed, baseline=template.compare_to)
     step("findings")
+    # Built once, when first asked for: the headline and the page share them.
+    ablations = functools.cache(lambda: ablation_tables(sweep, summary, seed))
     builders: dict[str, Callable[[], list[Section]]] = {
         "summary": lambda: [
             SummaryPage(
@@ -426,7 +426,7 @@ def build_content(
         ],
         "frontiers": lambda: _frontier_pages(sweep, template),
         "published": lambda: [_published_page(sweep, summary, template)],
-        "ablations": lambda: _ablation_pages(sweep, summary, seed),
+        "ablations": lambda: _ablation_pages(ablations()),
         "attainment": lambda: [_attainment_page(sweep)],
         "trials": lambda: [_trials_page(sweep)],
         "training": lambda: [_training_page(sweep, summary)],
@@ -442,7 +442,7 @@ def build_content(
         title=template.title.format(sweep=sweep.name),
         subtitle=f"Sweep created {created} · read from {sweep.source} · rendered with {code_version()}",
         # The first page sets the headline: an ablation report's is the order of its recipes.
-        verdict=ablation_verdict(sweep, summary, seed)
+        verdict=ablation_verdict(ablations())
         if template.pages[0] == "ablations"
         else summary.verdict,
         sections=sections,

@@ -9,7 +9,6 @@ problems (:func:`pareto_bench.frontier.compare_replicated`).
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 
 from pareto_bench.frontier import (
@@ -18,10 +17,9 @@ from pareto_bench.frontier import (
     TaskComparison,
     compare,
     compare_replicated,
-    records_aup,
-    task_curve,
 )
 from pareto_bench.report.sweep_data import BASE_BASELINE, SweepData, TrialData
+from pareto_bench.sweeping.replicates import combine
 
 
 @dataclass(frozen=True)
@@ -60,10 +58,7 @@ def task_y_max(sweep: SweepData, task: str) -> float:
 def trial_aup(trial: TrialData, task: str, y_max: float, aggregate: str = "median") -> float:
     """The AUP of the trial's curve on ``task``; with seed replicates, the ``aggregate`` of each
     seed's AUP, as the sweep's objective has it."""
-    if len(trial.replicates) < 2:
-        return records_aup(trial.task_records(task), y_max)
-    per_seed = [records_aup(task_curve(records, task), y_max) for records in trial.seed_records()]
-    return statistics.median(per_seed) if aggregate == "median" else statistics.fmean(per_seed)
+    return combine(trial.seed_aups(task, y_max), aggregate)
 
 
 def _best_trial(sweep: SweepData, task: str, y_max: float) -> tuple[TrialData | None, float]:

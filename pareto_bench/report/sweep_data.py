@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 
-from pareto_bench.frontier import record_points
+from pareto_bench.frontier import record_points, records_aup, task_curve
 from pareto_bench.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
 from pareto_bench.sweeping.outdir import REPLICATES_JSONL, replicate_dir_name
 
@@ -61,6 +61,11 @@ class TrialData:
     def seed_records(self) -> list[list[EvalRecord]]:
         """One list of records per completed seed replicate; the trial's own if it has none."""
         return [self.replicates[s] for s in sorted(self.replicates)] or [self.evals]
+
+    def seed_aups(self, task: str, y_max: float) -> list[float]:
+        """The AUP of each seed's curve on ``task`` (seeds that did not evaluate it left out)."""
+        curves = (task_curve(records, task) for records in self.seed_records())
+        return [records_aup(curve, y_max) for curve in curves if curve]
 
     @property
     def tasks(self) -> list[str]:

@@ -127,11 +127,15 @@ def finished(jobs: Sequence[Any]) -> bool:
     return all(job.state.name in ("COMPLETE", "FAIL") for job in jobs)
 
 
+def combine(values: Sequence[float], how: str) -> float:
+    """The replicates' ``median`` or ``mean`` (``replicates.aggregate``) of one value."""
+    return float(statistics.median(values) if how == "median" else statistics.fmean(values))
+
+
 def aggregate(objectives: Sequence[Mapping[str, float]], how: str) -> dict[str, float]:
     """Each objective's median (or mean) over the replicates that report it."""
-    combine = statistics.median if how == "median" else statistics.fmean
     keys = dict.fromkeys(k for o in objectives for k in o)
-    return {k: float(combine([o[k] for o in objectives if k in o])) for k in keys}
+    return {k: combine([o[k] for o in objectives if k in o], how) for k in keys}
 
 
 def completed_objectives(jobs: Sequence[Any]) -> list[dict[str, float]]:

@@ -355,14 +355,16 @@ class Sweep:
                 outcome = self._execute(lambda: self.trial_spec(number, kind, name, params), run)
         except KeyboardInterrupt:
             reason = "interrupted (Ctrl-C or SIGTERM)"
-            self._end_trial(number, self._await(run), started, reason, {}, None, "KILLED")
+            wall = time.monotonic() - started
+            self._end_trial(number, self._await(run), wall, reason, {}, None, "KILLED")
             self.study.retry(self.study.frozen(number))  # a re-run picks it up again
             raise
         run_id = self._await(run)
         if not outcome.failure:
             self._log_plots(run_id, name, outcome.records)
         tell = (optuna_study, trial, None if outcome.failure else outcome.values)
-        return self._end_trial(number, run_id, started, outcome.failure, outcome.objectives, tell)
+        wall = time.monotonic() - started
+        return self._end_trial(number, run_id, wall, outcome.failure, outcome.objectives, tell)
 
     def _sample(self, trial: Any, kind: str) -> dict[str, Any]:
         if kind != SEARCH:
@@ -437,7 +439,7 @@ class Sweep:
         try:
             spec = self.trial_spec(number, kind, name, params)
         except ConfigError as e:  # a sampled value the trainer config rejects: no job would run
-            self._end_trial(number, run_id, time.monotonic(), f"ConfigError: {e}", {}, None)
+            self._end_trial(number, run_id, 0.0, f"ConfigError: {e}", {}, None)
             return
         self.tracker.log_params(run_id, layout.trial_params(spec))
         seeds = seeds_of(self.spec, kind, name)
@@ -561,13 +563,13 @@ class Sweep:
             self._log_plots(run_id, trial_name(configuration), records)
         wall = sum(float(j.user_attrs.get(WALL_TIME) or 0.0) for j in jobs)
         tell = (self.study.study(), number, values)
-        self._end_trial(number, run_id, time.monotonic() - wall, failure, objectives, tell)
+        self._end_trial(number, run_id, wall, failure, objectives, tell)
 
     def _end_trial(
         self,
         number: int,
         run_id: str,
-        started: float,
+        wall_time: float,
         failure: str,
         objectives: dict[str, float],
         tell: tuple[Any, Any, list[float] | None] | None,
@@ -576,7 +578,7 @@ class Sweep:
         trial_dir = self.out.trial_dir(number)
         for artifact in (CONFIG_FILE, TRAIN_FILE, EVAL_FILE):
             self.tracker.log_artifact(run_id, trial_dir / artifact)
-        self.study.set_attrs(number, **{WALL_TIME: time.monotonic() - started})
+        self.study.set_attrs(number, **{WALL_TIME: wall_time})
         if not failure:
             self.study.set_attrs(number, **{OBJECTIVES: objectives})
         # The row goes to disk before the study hears of it: a worker killed in between leaves
