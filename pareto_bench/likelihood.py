@@ -34,7 +34,11 @@ from torch.nn.attention.flex_attention import BlockMask
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
 from transformers import DynamicCache, PreTrainedModel
 
-from pareto_bench.models.attention import block_causal_allowed, block_mask_mod
+from pareto_bench.models.attention import (
+    block_causal_allowed,
+    block_mask_mod,
+    flex_implementation,
+)
 
 LOGIT_ROWS_BUDGET = 2**23  # logits per chunk (rows x vocabulary): 32 MB in fp32
 PAD = 0  # the id in slots no query reads (padding, and a view's slots past a sequence's end)
@@ -353,7 +357,7 @@ def _forward(
     for layer in range(len(flat_kv) // 2):
         cache.update(flat_kv[2 * layer], flat_kv[2 * layer + 1], layer)
     # Set here, inside what a checkpoint recomputes, so that the backward's replay matches.
-    implementation = "flex_attention" if isinstance(mask, BlockMask) else "sdpa"
+    implementation = flex_implementation() if isinstance(mask, BlockMask) else "sdpa"
     saved = model.config._attn_implementation
     model.config._attn_implementation = implementation
     try:

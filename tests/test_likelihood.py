@@ -237,8 +237,19 @@ def test_flex_mask_mod_is_the_same_rule_as_the_dense_mask():
     assert torch.equal(flex, dense)
 
 
+def test_the_likelihoods_flex_attention_is_what_transformers_calls():
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from pareto_bench.models.attention import flex_attention_forward, flex_implementation
+
+    name = flex_implementation()
+    assert ALL_ATTENTION_FUNCTIONS.get_interface(name, None) is flex_attention_forward
+    assert flex_implementation() == name  # registered once
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.filterwarnings("error:flex_attention called without torch.compile")
 @pytest.mark.parametrize("surrogate", [False, True], ids=["trajectory", "block_surrogate"])
 def test_flex_likelihood_equals_sdpa_on_gpu(random_tiny, surrogate):
     """On a GPU, FlexAttention with a BlockMask gives the SDPA path's values and gradients."""
@@ -260,6 +271,20 @@ def test_flex_likelihood_equals_sdpa_on_gpu(random_tiny, surrogate):
             )
             logp.sum().backward()
             results.append((logp.detach(), [p.grad.clone() for p in model.parameters()]))
+        with torch.no_grad():  # a reference pass: no autograd, queries shorter than 128
+            model.eval()
+            scored = [
+                sequence_logprobs(
+                    model,
+                    rows,
+                    block_size=b,
+                    mask_id=lm.mask_id,
+                    max_tokens_per_forward=8,
+                    attention=attention,
+                )
+                for attention in ("sdpa", "flex")
+            ]
+        assert torch.allclose(*scored, atol=1e-4)
         (a, grads_a), (f, grads_f) = results
         assert torch.allclose(a, f, atol=1e-4)
         for x, y in zip(grads_a, grads_f, strict=True):

@@ -12,6 +12,8 @@ the memory) to SDPA, which reads it correctly.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -101,3 +103,47 @@ def block_causal_mask(
     mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask.unsqueeze(1)
+
+
+FLEX_RECOMPILE_LIMIT = 64
+
+
+@functools.cache
+def flex_implementation() -> str:
+    """The name under which ``flex_attention_forward`` is registered with transformers, for
+    ``config._attn_implementation``; registers it on first use."""
+    from transformers import AttentionInterface
+
+    name = "pareto_bench_flex"
+    AttentionInterface.register(name, flex_attention_forward)
+    return name
+
+
+@functools.cache
+def _compiled_flex_attention():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention)
+
+
+def flex_attention_forward(module, query, key, value, attention_mask, scaling=None, **kwargs):
+    """Transformers' attention interface over FlexAttention with a ``BlockMask``, compiled once
+    per process. Transformers' own flex path compiles anew whenever a module's ``training``
+    flag differs from the previous call's, as a policy and its frozen reference do each step;
+    past dynamo's recompile limit it would run unfused, with the full score matrix."""
+    # The likelihood calls this with and without grad, on inputs that need grad or not (policy,
+    # frozen reference, cached clean keys): each combination is a cache entry, compiled once
+    # for static and once for dynamic shapes, more than dynamo's default limit of 8 in all.
+    with torch._dynamo.config.patch(recompile_limit=FLEX_RECOMPILE_LIMIT):
+        out = _compiled_flex_attention()(
+            query,
+            key,
+            value,
+            block_mask=attention_mask,
+            scale=scaling,
+            enable_gqa=query.shape[1] != key.shape[1],
+            # Short queries would otherwise get the flex-decoding kernel, which inductor could
+            # not lower here (an H200, torch 2.11); the main kernel takes every length.
+            kernel_options={"FORCE_USE_FLEX_ATTENTION": True},
+        )
+    return out.transpose(1, 2).contiguous(), None
