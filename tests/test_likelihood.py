@@ -258,10 +258,9 @@ def test_flex_likelihood_equals_sdpa_on_gpu(random_tiny, surrogate):
     model = lm.model.to("cuda", torch.float32)
     try:
         rows = _packed(prompts, gens, b, lm.mask_id, surrogate)
-        results = []
-        for attention in ("sdpa", "flex"):
-            model.zero_grad(set_to_none=True)
-            logp = sequence_logprobs(
+
+        def score(attention):
+            return sequence_logprobs(
                 model,
                 rows,
                 block_size=b,
@@ -269,22 +268,16 @@ def test_flex_likelihood_equals_sdpa_on_gpu(random_tiny, surrogate):
                 max_tokens_per_forward=8,
                 attention=attention,
             )
+
+        results = []
+        for attention in ("sdpa", "flex"):
+            model.zero_grad(set_to_none=True)
+            logp = score(attention)
             logp.sum().backward()
             results.append((logp.detach(), [p.grad.clone() for p in model.parameters()]))
         with torch.no_grad():  # a reference pass: no autograd, queries shorter than 128
             model.eval()
-            scored = [
-                sequence_logprobs(
-                    model,
-                    rows,
-                    block_size=b,
-                    mask_id=lm.mask_id,
-                    max_tokens_per_forward=8,
-                    attention=attention,
-                )
-                for attention in ("sdpa", "flex")
-            ]
-        assert torch.allclose(*scored, atol=1e-4)
+            assert torch.allclose(score("sdpa"), score("flex"), atol=1e-4)
         (a, grads_a), (f, grads_f) = results
         assert torch.allclose(a, f, atol=1e-4)
         for x, y in zip(grads_a, grads_f, strict=True):
