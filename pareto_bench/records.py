@@ -102,6 +102,8 @@ class TrainStepRecord:
     backward_time: float
     lr: float
     likelihood_forwards: float = 0.0  # mean forwards per kept trajectory in the likelihood
+    # Of rollout_time: rewards still being scored after the last chunk was decoded.
+    reward_wait_time: float = 0.0
     schema_version: int = SCHEMA_VERSION
 
 

@@ -169,10 +169,10 @@ def test_rollout_in_chunks_of_batch_size_equals_one_call(random_tiny):
 
     def tokens(batch_size: int):
         config = RolloutConfig(group_size=4, threshold=0.5, batch_size=batch_size)
-        groups = rollout(
+        decoded = rollout(
             random_tiny, task, problems, config, seed=7, max_new_tokens=16, block_size=4
         )
-        return [(g.tokens, g.step_map) for group in groups for g in group.generations]
+        return [(g.tokens, g.step_map) for group in decoded.groups for g in group.generations]
 
     assert tokens(3) == tokens(256)
 

@@ -209,6 +209,20 @@ def test_bench_score_rl_workload_scores_groups_of_references_and_mutants(data_di
         assert 4 <= run["correct"] < 8  # every reference passes; mutants mostly fail
         assert run["samples_per_second"] > 0 and run["sandboxed_samples"] == 8
         assert run["stage_ms_per_sample"]["sandbox_creation"] > 0
+        assert run["cpu_ms_per_sample"] > 0 and run["machine_busy_ms_per_sample"] >= 0
+
+
+def test_bench_score_reward_wait_scores_a_round_at_the_end_and_while_decoding(data_dir):
+    result = run_cli("bench", "score", "--workload", "reward-wait", "--problems", "2",
+                     "--group-size", "4", "--chunk", "4", "--decode-seconds", "0.05",
+                     data_dir=data_dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["samples"], report["chunk"], report["decode_seconds_per_chunk"]) == (8, 4, 0.05)
+    at_end, overlapped = report["after_decoding"], report["while_decoding"]
+    assert at_end["correct"] == overlapped["correct"] >= 4  # the same verdicts either way
+    for run in (at_end, overlapped):
+        assert run["round_seconds"] >= 2 * 0.05 and run["reward_wait_seconds"] > 0
 
 
 def test_mutants_break_a_reference_in_each_way_that_applies():

