@@ -7,9 +7,9 @@ value codec, which the parent imports to decode what comes back.
 
 Order of events in a sample's process, and why:
 
-0. fork from the zygote into new mount, PID, network, IPC and UTS namespaces (and a user
-   namespace for non-root users), then fork again to be PID 1 there, so that its death
-   takes every process it started with it;
+0. fork from the zygote straight into new mount, PID, network, IPC and UTS namespaces (and
+   a user namespace for non-root users), as PID 1 there, so that its death takes every
+   process it started with it;
 1. read the job (written by the parent, trusted) and delete the file;
 2. lock the process down while it is still trusted: a private /proc, answer keys and the
    home directory hidden, a fresh tmpfs as /tmp, every other mount read-only, all
@@ -433,19 +433,24 @@ def _mount_points() -> list[tuple[str, int]]:
 
 
 _SYS_MOUNT_SETATTR, _AT_RECURSIVE, _AT_FDCWD, _MOUNT_ATTR_RDONLY = 442, 0x8000, -100, 1
+# clone's number where its first argument is the flags; elsewhere samples get no namespaces.
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220, "riscv64": 220, "ppc64le": 120}.get(os.uname().machine)
 _MS_PRIVATE = 1 << 18
 
 
 class Kernel:
-    """The system calls Python 3.11 does not expose (unshare, mount, mount_setattr, capset),
-    through ctypes. Made once in the zygote, so samples skip the set-up; code under test
-    cannot use it (the audit hook refuses every foreign call)."""
+    """The system calls Python 3.11 does not expose (clone, mount, mount_setattr, capset),
+    through ctypes. Made once in the zygote, so samples skip the set-up; code under
+    test cannot use it (the audit hook refuses every foreign call)."""
 
     def __init__(self) -> None:
         import ctypes
 
         self.ctypes = ctypes
         self.libc = ctypes.CDLL(None, use_errno=True)
+        # Calls that must keep the GIL, as os.fork does around fork().
+        self.holding_gil = ctypes.PyDLL(None, use_errno=True)
+        self.holding_gil.syscall.restype = ctypes.c_long
         self.libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
 
         class MountAttr(ctypes.Structure):
@@ -461,8 +466,23 @@ class Kernel:
 
         self.MountAttr, self.CapHeader, self.CapData = MountAttr, CapHeader, CapData
 
-    def unshare(self, flags: int) -> bool:
-        return self.libc.unshare(flags) == 0
+    def fork_into(self, namespaces: int) -> int | None:
+        """``os.fork`` whose child starts in new ``namespaces`` (CLONE_NEW* flags): the child's
+        pid in the parent and 0 in the child, or None where the kernel refuses (nothing was
+        forked). A fork then ``unshare`` would need a second fork to enter the new PID
+        namespace: a second process per sample, with its own page tables to copy and free.
+        Python's own fork bookkeeping runs on both sides, as in ``os.fork``."""
+        if _SYS_CLONE is None:
+            return None
+        api, c = self.ctypes.pythonapi, self.ctypes
+        api.PyOS_BeforeFork()
+        flags = c.c_ulong(namespaces | signal.SIGCHLD)  # SIGCHLD at exit, as for fork's children
+        pid = self.holding_gil.syscall(_SYS_CLONE, flags, None, None, None, None)
+        if pid == 0:
+            api.PyOS_AfterFork_Child()
+            return 0
+        api.PyOS_AfterFork_Parent()
+        return pid if pid > 0 else None
 
     def mount(
         self, src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
@@ -515,7 +535,7 @@ WORK_DIR_IN_NAMESPACE = "/tmp"
 
 
 def lock_down(kernel: Kernel, hidden: list[str], disk_bytes: int) -> dict[str, bool]:
-    """Inside fresh mount and PID namespaces (``enter_namespaces``): mount a private /proc,
+    """Inside fresh mount and PID namespaces (``namespace_flags``): mount a private /proc,
     hide ``hidden`` paths, give the sample a fresh tmpfs of ``disk_bytes`` as /tmp (its work
     directory), make every other mount read-only, and drop every capability. Each step that
     fails is reported as not achieved rather than stopping the run."""
@@ -930,33 +950,37 @@ _CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 
 
-def enter_namespaces(kernel: Kernel, user: bool) -> bool:
-    """New mount, PID (for children), network, IPC and UTS namespaces; with ``user``, a user
-    namespace too, mapping the caller to root inside it (how non-root users get the rest)."""
-    uid, gid = os.getuid(), os.getgid()
+def namespace_flags(user: bool) -> int:
+    """New mount, PID, network, IPC and UTS namespaces; with ``user``, a user namespace too
+    (how non-root users get the rest)."""
     flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
-    if not kernel.unshare(flags | (_CLONE_NEWUSER if user else 0)):
+    return flags | (_CLONE_NEWUSER if user else 0)
+
+
+def map_caller_to_root(uid: int, gid: int) -> bool:
+    """In a fresh user namespace: map the caller (``uid``/``gid`` outside) to root inside it."""
+    try:
+        for name, text in (
+            ("setgroups", "deny"),
+            ("uid_map", f"0 {uid} 1"),
+            ("gid_map", f"0 {gid} 1"),
+        ):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+    except OSError:
         return False
-    if user:
-        try:
-            for name, text in (
-                ("setgroups", "deny"),
-                ("uid_map", f"0 {uid} 1"),
-                ("gid_map", f"0 {gid} 1"),
-            ):
-                with open(f"/proc/self/{name}", "w") as f:
-                    f.write(text)
-        except OSError:
-            return False
     return True
 
 
 RESULT_FD, GO_FD = 3, 4
 
 
-def _sample_process(request: dict, fds: list[int], kernel: Kernel) -> None:
-    """In the zygote's child: become the sample (or, with namespaces, the keeper of the
-    sample, which then runs as PID 1 of its own namespace). Never returns."""
+def _sample_process(
+    request: dict, fds: list[int], kernel: Kernel, namespaces: bool, ids: tuple[int, int]
+) -> None:
+    """In the zygote's child, already in its new namespaces when ``namespaces`` (as PID 1 of
+    its own PID namespace): become the sample. ``ids``: the zygote's uid and gid, mapped to
+    root in a new user namespace. Never returns."""
     try:
         result_fd, out_fd, err_fd, go_fd = fds
         os.setsid()  # its own process group, killed as a whole
@@ -973,19 +997,8 @@ def _sample_process(request: dict, fds: list[int], kernel: Kernel) -> None:
         ):
             os.dup2(source, target)
         os.closerange(GO_FD + 1, 1 << 16)  # the zygote's socket and everything else
-        namespaces = bool(request.get("namespaces")) and enter_namespaces(
-            kernel, bool(request.get("user"))
-        )
-        if namespaces:
-            child = os.fork()  # the first process of the new PID namespace
-            if child:
-                os.close(RESULT_FD)
-                os.close(GO_FD)
-                _, status = os.waitpid(child, 0)
-                if os.WIFSIGNALED(status):
-                    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
-                    os.kill(os.getpid(), os.WTERMSIG(status))
-                os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+        if namespaces and request.get("user"):
+            namespaces = map_caller_to_root(*ids)
         run_job(request["job"], RESULT_FD, kernel if namespaces else None)
     except BaseException:  # noqa: BLE001 - nothing may escape into the zygote's loop
         os._exit(70)
@@ -1002,6 +1015,7 @@ def zygote(sock_fd: int) -> None:
     import socket
 
     kernel = Kernel()
+    ids = os.getuid(), os.getgid()
     sock = socket.socket(fileno=sock_fd)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -1047,10 +1061,14 @@ def zygote(sock_fd: int) -> None:
                     with contextlib.suppress(OSError):
                         os.killpg(pids[request["id"]], signal.SIGKILL)
                 continue
-            pid = os.fork()
+            flags = namespace_flags(bool(request.get("user")))
+            pid = kernel.fork_into(flags) if request.get("namespaces") else None
+            namespaces = pid is not None  # else refused: the sample relies on the audit hook
+            if pid is None:
+                pid = os.fork()
             if pid == 0:
                 sock.close()
-                _sample_process(request, fds, kernel)
+                _sample_process(request, fds, kernel, namespaces, ids)
             for fd in fds:
                 os.close(fd)
             pids[request["id"]] = pid
