@@ -326,8 +326,48 @@ def canonical(data: object) -> object:
 
 def digest(data: object) -> str:
     """The hash of an encoded value's canonical form."""
-    text = json.dumps(canonical(data), separators=(",", ":"), allow_nan=False)
+    return _hash_canonical(canonical(data))
+
+
+def _hash_canonical(form: object) -> str:
+    text = json.dumps(form, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def value_digest(value: object) -> str:
+    """``digest(encode(value))``. A flat list of plain scalars, the usual large output, is
+    brought to its canonical form in one pass, or none at all when it holds only strings or
+    only ints."""
+    flat = _canonical_scalars(value) if type(value) is list else None
+    return digest(encode(value)) if flat is None else _hash_canonical(flat)
+
+
+def _canonical_scalars(value: list) -> list | None:
+    """``canonical(encode(value))`` for a list of None, bools, ints, floats and strings; None
+    for a list that holds anything else."""
+    if all(type(x) is str for x in value):
+        return value
+    ints = all(type(x) is int for x in value)
+    if ints and max(map(int.bit_length, value), default=0) <= _BIG_INT_BITS:
+        return value
+    form = []
+    append = form.append
+    for x in value:
+        cls = type(x)
+        if cls is int:
+            append(x if x.bit_length() <= _BIG_INT_BITS else {"t": "int", "v": hex(x)})
+        elif cls is float:
+            if not math.isfinite(x):
+                append({"t": "float", "v": repr(x)})
+            else:
+                append(int(x) if x.is_integer() else x)
+        elif cls is str or x is None:
+            append(x)
+        elif cls is bool:
+            append(int(x))
+        else:
+            return None
+    return form
 
 
 CANONICAL_LIMIT = 32 << 20  # beyond this size a sample's output is hashed by marshal bytes only
@@ -355,7 +395,7 @@ def output_payload(value: object, digest_mode: bool, digest_over: int) -> object
         packed = _marshalled(value)
         hashes = [] if packed is None else ["m:" + hashlib.sha256(packed).hexdigest()]
         if packed is None or len(packed) <= CANONICAL_LIMIT:
-            hashes.append("c:" + digest(encode(value)))
+            hashes.append("c:" + value_digest(value))
         return {"t": "digest", "v": hashes}
     if not digest_over:
         return encode(value)

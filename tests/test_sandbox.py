@@ -538,6 +538,25 @@ def test_with_namespaces_the_child_is_locked_down():
     assert root_writable is False
 
 
+def test_a_flat_list_digests_as_its_encoding_does():
+    from pareto_bench.sandbox_child import digest, encode, value_digest
+
+    huge = 1 << 9000  # beyond the codec's plain ints
+    lists = [
+        [],
+        ["a", "b", ""],
+        [0, -3, 1 << 60, 7],
+        [0, huge, -huge],
+        [1.0, 2.5, -0.0, 1e16, float("inf"), float("-inf"), float("nan")],
+        [True, False, None, 1, 1.0, "1"],
+        [1, 2.0, (3, 4)],  # not flat: the general path
+        [[1, 2], [3.0]],
+    ]
+    for value in lists:
+        assert value_digest(value) == digest(encode(value)), value
+    assert value_digest([1, 2.0, True]) == value_digest([1.0, 2, 1])  # equal under ==
+
+
 def test_the_codec_round_trips_plain_values_and_flattens_subclasses():
     from collections import Counter, OrderedDict, namedtuple
 

@@ -205,7 +205,8 @@ def test_bench_score_rl_workload_scores_groups_of_references_and_mutants(data_di
     report = json.loads(result.stdout)
     assert (report["task"], report["problems"], report["samples"]) == ("mbpp-train", 2, 8)
     assert {"1", "2"} <= set(report["by_workers"]) and report["scaling"]["1"] == 1.0
-    for run in report["by_workers"].values():
+    assert "1" in report["by_cores"] and report["scaling_by_cores"]["1"] == 1.0
+    for run in [*report["by_workers"].values(), *report["by_cores"].values()]:
         assert 4 <= run["correct"] < 8  # every reference passes; mutants mostly fail
         assert run["samples_per_second"] > 0 and run["sandboxed_samples"] == 8
         assert run["stage_ms_per_sample"]["sandbox_creation"] > 0

@@ -353,17 +353,21 @@ def bench_rl_workload(
     data_dir: Path, problems: int = 16, group_size: int = 32, workers: Sequence[int] = ()
 ) -> dict[str, Any]:
     """Score ``group_size`` samples for each of the first ``problems`` of mbpp-train at 1, 2
-    and all cores' worth of workers: samples per second, and where a sample's time goes."""
+    and all cores' worth of workers: samples per second, what a sample costs in CPU, and
+    where its time goes. ``by_workers`` lets the workers use every core; as set-ups run
+    ahead of free workers, one worker already keeps more than one core busy. ``by_cores``
+    pins N workers to N cores (where this OS can), which is how throughput grows with the
+    cores a node gives to scoring."""
     task, chosen = _mbpp_train(data_dir, problems)
     rows, responses = rl_workload(chosen, group_size)
     counts = list(workers) or sorted({1, 2, os.cpu_count() or 1})
-    runs: dict[str, Any] = {}
-    for count in counts:
+
+    def measure(count: int) -> dict[str, Any]:
         task.workers = count
         ours, machine = _cpu_seconds()
         verdicts, seconds = _timed(lambda: task.score(rows, responses))
         ours_after, machine_after = _cpu_seconds()
-        runs[str(count)] = {
+        return {
             "seconds": round(seconds, 3),
             "samples_per_second": round(len(rows) / seconds, 2),
             "correct": sum(v.correct for v in verdicts),
@@ -374,15 +378,34 @@ def bench_rl_workload(
             "machine_busy_ms_per_sample": round(1000 * (machine_after - machine) / len(rows), 2),
             **breakdown(verdicts),
         }
-    one = runs[str(counts[0])]["samples_per_second"]
+
+    by_workers = {str(count): measure(count) for count in counts}
+    by_cores: dict[str, Any] = {}
+    if hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        try:
+            for count in (c for c in counts if c <= len(cores)):
+                os.sched_setaffinity(0, cores[:count])  # the sandboxes inherit it
+                by_cores[str(count)] = measure(count)
+        finally:
+            os.sched_setaffinity(0, cores)
     return {
         "task": task.name,
         "problems": len(chosen),
         "group_size": group_size,
         "samples": len(rows),
-        "by_workers": runs,
-        "scaling": {k: round(r["samples_per_second"] / one, 2) for k, r in runs.items()},
+        "by_workers": by_workers,
+        "scaling": _scaling(by_workers),
+        "by_cores": by_cores,
+        "scaling_by_cores": _scaling(by_cores),
     }
+
+
+def _scaling(runs: dict[str, Any]) -> dict[str, float]:
+    if not runs:
+        return {}
+    one = next(iter(runs.values()))["samples_per_second"]
+    return {k: round(r["samples_per_second"] / one, 2) for k, r in runs.items()}
 
 
 # Seconds a GPU takes to decode one chunk of 32 MBPP responses (about 300 tokens each) on a
