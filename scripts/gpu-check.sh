@@ -3,7 +3,12 @@
 # prints one JSON object on stdout (bf16 decoding tokens/s vs HF generate on an
 # SDAR-1.7B-shaped model, one RL step of 16 x 8 at 1k tokens), then the `gpu`-marked tests.
 # Progress and the tests' output go to stderr. It needs torch with CUDA and the project's
-# dependencies (transformers >= 5.24); where they are missing, install the project's wheels first.
+# dependencies (transformers >= 5.24); where they are missing, install the project's wheels
+# first. On an image with torch but an older transformers and no pydantic (as on the H200 lent
+# on 2026-11-28), these wheels for its Python were enough: transformers==5.24.0,
+# pydantic==2.14.4, pydantic_core==2.50.5, annotated-types, typing-inspection,
+# typing_extensions>=4.16 and regex>=2025.10.22 (pip download --no-deps --only-binary=:all:
+# --python-version 3.12 --platform manylinux_2_17_x86_64 ...; pip install --target there).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

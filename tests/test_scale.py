@@ -155,6 +155,7 @@ def test_the_gpu_check_runs_end_to_end_at_small_shapes_on_cpu(sdar_checkpoint, t
     assert decode["hf_generate_tokens_per_s"] > 0
     step = check_rl_step(sdar_checkpoint, tmp_path, device="cpu", tokens=32, groups=1, group_size=2)
     assert step["tpf"] == pytest.approx(8.0) and step["peak_gpu_memory_gb"] is None
+    assert step["flex_ran_unfused"] is False  # the CPU's likelihood uses SDPA
 
 
 def test_rollout_in_chunks_of_batch_size_equals_one_call(random_tiny):

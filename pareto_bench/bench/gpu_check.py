@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ BATCH = 32
 NEW_TOKENS = 256
 RL_TOKENS = 1024
 RL_GROUPS, RL_GROUP_SIZE = 16, 8
+UNFUSED_FLEX = "flex_attention called without torch.compile"
 
 
 def _prompts(lm, count: int) -> list[list[int]]:
@@ -117,12 +119,34 @@ def check_rl_step(
     groups: int = RL_GROUPS,
     group_size: int = RL_GROUP_SIZE,
 ) -> dict[str, Any]:
-    from pareto_bench.bench.sdar_shaped import SDAR_BLOCK, one_rl_step
-
     on_gpu = torch.device(device).type == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
-    record = one_rl_step(
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record = _one_rl_step(checkpoint, out, device, tokens, groups, group_size)
+    return {
+        "trajectories": groups * group_size,
+        "tokens": tokens,
+        "tpf": record.tpf,
+        "step_seconds": record.step_time,
+        "rollout_seconds": record.rollout_time,
+        "likelihood_seconds": record.likelihood_time,
+        "backward_seconds": record.backward_time,
+        "likelihood_forwards_per_trajectory": record.likelihood_forwards,
+        "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
+        "loss": record.loss,
+        # FlexAttention must stay compiled: unfused, it holds the full score matrix.
+        "flex_ran_unfused": any(UNFUSED_FLEX in str(w.message) for w in caught),
+    }
+
+
+def _one_rl_step(
+    checkpoint: Path, out: Path, device: str, tokens: int, groups: int, group_size: int
+):
+    from pareto_bench.bench.sdar_shaped import SDAR_BLOCK, one_rl_step
+
+    return one_rl_step(
         checkpoint,
         out,
         tokens=tokens,
@@ -138,18 +162,6 @@ def check_rl_step(
             "optim.lr=1e-6",
         ),
     )
-    return {
-        "trajectories": groups * group_size,
-        "tokens": tokens,
-        "tpf": record.tpf,
-        "step_seconds": record.step_time,
-        "rollout_seconds": record.rollout_time,
-        "likelihood_seconds": record.likelihood_time,
-        "backward_seconds": record.backward_time,
-        "likelihood_forwards_per_trajectory": record.likelihood_forwards,
-        "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
-        "loss": record.loss,
-    }
 
 
 def check_rl_step_all_gpus(checkpoint: Path, out: Path) -> dict[str, Any]:
