@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pareto_bench.decoding import Generation, generate
-from pareto_bench.models.base import DiffusionLM
-from pareto_bench.placement import World
-from pareto_bench.progress import progress_bar
-from pareto_bench.records import EvalRecord, SampleResult
+from pareto_bench.core.placement import World
+from pareto_bench.core.progress import progress_bar
+from pareto_bench.core.records import EvalRecord, SampleResult
+from pareto_bench.dllm.checkpoint import DiffusionLM
+from pareto_bench.dllm.sampler import Generation, generate
 from pareto_bench.tasks.base import Problem, Task, resolve_data_dir
 
 DEFAULT_MAX_NEW_TOKENS = 512

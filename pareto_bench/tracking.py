@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from pareto_bench.registry import Registry
+from pareto_bench.core.registry import Registry
 
 __all__ = [
     "PARENT_TAG",

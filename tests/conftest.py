@@ -24,7 +24,7 @@ def data_dir() -> Path:
 def random_tiny():
     """A randomly initialised tiny model in float64, so that cached/uncached and batched/unbatched
     comparisons are not at the mercy of float32 rounding near the threshold."""
-    from pareto_bench.models import build_tiny
+    from pareto_bench.dllm.models import build_tiny
 
     lm = build_tiny(seed=0, hidden_size=64, layers=2)
     lm.model.to(torch.float64)

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import torch
 
-from pareto_bench.likelihood import View, view_slots
-from pareto_bench.models.attention import block_causal_mask
+from pareto_bench.dllm.attention import block_causal_mask
+from pareto_bench.dllm.likelihood import View, view_slots
 
 
 def dense_logprobs(

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import yaml
 
-from pareto_bench.records import (
+from pareto_bench.core.records import (
     EvalRecord,
     SampleResult,
     TrainStepRecord,

@@ -1,6 +1,6 @@
 """Cheap trial bodies for the sweep harness tests: no model, no training, deterministic.
 
-They behave like the real body (``pareto_bench.sweeping.trial:train_and_evaluate``): they
+They behave like the real body (``pareto_bench.sweep.trial:train_and_evaluate``): they
 stream RL-step records, write ``train.jsonl`` (and ``config.yaml`` when trained), and return one
 EvalRecord per (task, threshold). Environment variables steer them, so that subprocess trials
 see the same settings as the test that started them:
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from pareto_bench.records import EvalRecord, SampleResult, TrainStepRecord, append_jsonl
+from pareto_bench.core.records import EvalRecord, SampleResult, TrainStepRecord, append_jsonl
 
 STEPS = 4
 

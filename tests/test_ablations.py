@@ -1,4 +1,4 @@
-"""The ablation report (pareto_bench.report.ablations): each recipe of a replicated sweep beside
+"""The ablation report (pareto_bench.analysis.report.ablations): each recipe of a replicated sweep beside
 the published row it reproduces, the rank order in both, and whether they agree. The sweep is
 written by hand in the layout a sweep writes (docs/ARCHITECTURE.md)."""
 
@@ -13,11 +13,11 @@ import yaml
 from fixtures_sweep import THRESHOLDS, curve_records, train_steps
 from pypdf import PdfReader
 
-from pareto_bench.records import TrialRecord, append_jsonl
-from pareto_bench.report.ablations import ablation_table, table_rows
-from pareto_bench.report.build import build_report
-from pareto_bench.report.sweep_data import load_sweep_dir
-from pareto_bench.report.template import load_template
+from pareto_bench.analysis.report.ablations import ablation_table, table_rows
+from pareto_bench.analysis.report.build import build_report
+from pareto_bench.analysis.report.sweep_data import load_sweep_dir
+from pareto_bench.analysis.report.template import load_template
+from pareto_bench.core.records import TrialRecord, append_jsonl
 
 # recipe -> per seed, threshold -> (accuracy fraction, TPF). The paper's order by AUP is
 # lightningrl (492.4) > no_tpf_filter (454.5) > no_nll (385.7).
@@ -111,7 +111,7 @@ def test_the_ablations_template_leads_with_the_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["lightningrl", "no_tpf_filter", "no_decoupled_norm", "no_nll",
                                   "seq_seq_seq", "tok_tok_tok"])  # fmt: skip
 def test_every_published_ablation_row_names_a_shipped_recipe(name: str) -> None:
-    from pareto_bench.report.published import load_published
+    from pareto_bench.analysis.report.published import load_published
 
     recipes = {p.recipe for p in load_published() if p.recipe}
     assert (

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from pareto_bench.bench.rl import TINY_SETTINGS, _targets, bench_rl
 from pareto_bench.cli import app
-from pareto_bench.records import EvalRecord, TrainStepRecord, read_jsonl
+from pareto_bench.core.records import EvalRecord, TrainStepRecord, read_jsonl
 
 SMALL = [
     "steps=1",

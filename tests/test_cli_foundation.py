@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pareto_bench.cli import app
-from pareto_bench.models import load_model
-from pareto_bench.records import EvalRecord, read_jsonl
+from pareto_bench.core.records import EvalRecord, read_jsonl
+from pareto_bench.dllm.models import load_model
 
 runner = CliRunner()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pareto_bench.decoding import Generation, aggregate_tpf, generate
-from pareto_bench.models.attention import block_causal_mask
+from pareto_bench.dllm.attention import block_causal_mask
+from pareto_bench.dllm.sampler import Generation, aggregate_tpf, generate
 
 PROMPTS = [
     [3, 4, 5],
@@ -236,8 +236,8 @@ def test_bad_arguments_are_rejected(random_tiny):
 def test_batched_equals_unbatched_on_the_shipped_model_in_float32():
     """The precision users run: tiny in float32, all 500 held-out problems, every threshold of
     the README's table, batch 32 against one problem at a time, sample for sample."""
+    from pareto_bench.dllm.models import load_model
     from pareto_bench.evaluate import evaluate
-    from pareto_bench.models import load_model
     from pareto_bench.tasks.synthetic import SyntheticTask
 
     lm = load_model("tiny", device="cpu", dtype="float32")

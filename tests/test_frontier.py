@@ -9,9 +9,9 @@ import moocore
 import numpy as np
 import pytest
 
-from pareto_bench import frontier as F
-from pareto_bench.records import EvalRecord, SampleResult
-from pareto_bench.report.published import load_published
+from pareto_bench.analysis import frontier as F
+from pareto_bench.analysis.report.published import load_published
+from pareto_bench.core.records import EvalRecord, SampleResult
 
 
 def dominates(p, q) -> bool:
@@ -342,7 +342,7 @@ def test_aup_with_tied_tpf_and_accuracy_above_y_max():
 def _seed_curve(scores: dict[float, list[float]], forwards: dict[float, list[int]]) -> list:
     """One seed's records: per threshold, per problem p0..p2, a score and its forwards (8
     tokens each), so accuracy and TPF move with the problems drawn."""
-    from pareto_bench.records import EvalRecord, SampleResult
+    from pareto_bench.core.records import EvalRecord, SampleResult
 
     return [
         EvalRecord.from_samples(

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pareto_bench.decoding import generate
+from pareto_bench.dllm.models import load_model
+from pareto_bench.dllm.sampler import generate
 from pareto_bench.evaluate import evaluate
-from pareto_bench.models import load_model
 from pareto_bench.rl.config import load_recipe
 from pareto_bench.rl.trainer import train
 from pareto_bench.tasks.synthetic import SyntheticTask

@@ -6,10 +6,10 @@ import pytest
 import torch
 from dense_likelihood import dense_logprobs
 
-from pareto_bench import likelihood
-from pareto_bench.decoding import generate
-from pareto_bench.likelihood import block_views, pack, sequence_logprobs, trajectory_views
-from pareto_bench.models.attention import block_causal_mask
+from pareto_bench.dllm import likelihood
+from pareto_bench.dllm.attention import block_causal_mask
+from pareto_bench.dllm.likelihood import block_views, pack, sequence_logprobs, trajectory_views
+from pareto_bench.dllm.sampler import generate
 
 
 def direct_logprobs(lm, prompt, tokens, step_map, b, surrogate=False):
@@ -221,7 +221,7 @@ def test_flex_mask_mod_is_the_same_rule_as_the_dense_mask():
     clean slots, views of several blocks, padding and invalid keys."""
     from torch.nn.attention.flex_attention import create_mask
 
-    from pareto_bench.models.attention import block_causal_allowed, block_mask_mod
+    from pareto_bench.dllm.attention import block_causal_allowed, block_mask_mod
 
     generator = torch.Generator().manual_seed(0)
     rows, queries, keys, b = 3, 12, 20, 4
@@ -240,7 +240,7 @@ def test_flex_mask_mod_is_the_same_rule_as_the_dense_mask():
 def test_the_likelihoods_flex_attention_is_what_transformers_calls():
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    from pareto_bench.models.attention import flex_attention_forward, flex_implementation
+    from pareto_bench.dllm.attention import flex_attention_forward, flex_implementation
 
     name = flex_implementation()
     assert ALL_ATTENTION_FUNCTIONS.get_interface(name, None) is flex_attention_forward

@@ -16,9 +16,9 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-from pareto_bench.decoding import generate
-from pareto_bench.models import CheckpointError, build_tiny, load_model
-from pareto_bench.models.tokenizer import build_char_tokenizer
+from pareto_bench.dllm.models import CheckpointError, build_tiny, load_model
+from pareto_bench.dllm.sampler import generate
+from pareto_bench.dllm.tokenizer import build_char_tokenizer
 
 
 def write_sdar_checkpoint(path: Path, *, with_block_size: bool = True) -> torch.nn.Module:

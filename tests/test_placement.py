@@ -14,20 +14,20 @@ import yaml
 from typer.testing import CliRunner
 
 from pareto_bench.cli import USER_ERRORS, app, main
-from pareto_bench.config import ConfigError
-from pareto_bench.placement import (
+from pareto_bench.core.placement import (
     DEVICE_HELP,
     DTYPE_HELP,
     PlacementError,
     resolve_device,
     resolve_dtype,
 )
+from pareto_bench.core.schema import ConfigError
 from pareto_bench.rl.config import TrainConfig
 from pareto_bench.sweep import load_spec, plan_trials
-from pareto_bench.sweeping.runner import Sweep
-from pareto_bench.sweeping.samplers import BASELINE, SEARCH
-from pareto_bench.sweeping.study import spec_identity
-from pareto_bench.sweeping.trial import TrialSpec, train_and_evaluate
+from pareto_bench.sweep.runner import Sweep
+from pareto_bench.sweep.samplers import BASELINE, SEARCH
+from pareto_bench.sweep.study import spec_identity
+from pareto_bench.sweep.trial import TrialSpec, train_and_evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -145,7 +145,7 @@ def test_bench_decode_reports_the_resolved_device_and_dtype(monkeypatch):
 
 def test_bench_decode_json_names_device_and_dtype():
     from pareto_bench.bench.decode import bench_decode
-    from pareto_bench.models import load_model
+    from pareto_bench.dllm.models import load_model
 
     lm = load_model("tiny", device="cpu", dtype="bfloat16")
     out = bench_decode(lm, max_new_tokens=8, batch_sizes=(1,), thresholds=(0.9,), main_batch=1)
@@ -197,7 +197,7 @@ def test_spec_placement_reaches_every_trial_spec(tmp_path):
 
 
 def test_a_trial_evaluates_on_its_spec_device_and_dtype(tmp_path, monkeypatch):
-    import pareto_bench.models as models
+    import pareto_bench.dllm.models as models
 
     loaded = []
     real = models.load_model

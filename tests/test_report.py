@@ -17,12 +17,12 @@ import pytest
 from fixtures_sweep import BEST_TRIAL, FAILED_TRIAL, FAILURE, PROBLEMS, TASKS, write_fixture_sweep
 from pypdf import PdfReader
 
-from pareto_bench import frontier as F
-from pareto_bench.report.build import build_report, log_pdf_to_run
-from pareto_bench.report.importance import MIN_TRIALS, compute_importances
-from pareto_bench.report.summary import summarise
-from pareto_bench.report.sweep_data import load_sweep_dir
-from pareto_bench.report.template import load_template
+from pareto_bench.analysis import frontier as F
+from pareto_bench.analysis.report.build import build_report, log_pdf_to_run
+from pareto_bench.analysis.report.importance import MIN_TRIALS, compute_importances
+from pareto_bench.analysis.report.summary import summarise
+from pareto_bench.analysis.report.sweep_data import load_sweep_dir
+from pareto_bench.analysis.report.template import load_template
 
 CLI = [sys.executable, "-c", "from pareto_bench.cli import main; main()"]
 
@@ -288,7 +288,7 @@ def test_report_from_an_mlflow_run_is_logged_back_to_it(mlflow_sweep):
 
 
 def test_mlflow_reader_rebuilds_points_from_metrics(mlflow_sweep, sweep_dir, tmp_path):
-    from pareto_bench.report.mlflow_source import load_mlflow_run
+    from pareto_bench.analysis.report.mlflow_source import load_mlflow_run
 
     _, uri, parent = mlflow_sweep
     sweep = load_mlflow_run(parent, uri, dest=tmp_path / "download")
@@ -441,8 +441,8 @@ def test_the_paper_template_sets_the_sweep_beside_the_published_table(sweep_dir,
 
 
 def test_a_template_chooses_pages_baseline_and_overlays(sweep_dir, tmp_path, monkeypatch):
-    from pareto_bench.report import build, plots
-    from pareto_bench.report.pdf import FigurePage
+    from pareto_bench.analysis.report import build, plots
+    from pareto_bench.analysis.report.pdf import FigurePage
 
     path = tmp_path / "mine.yaml"
     path.write_text(

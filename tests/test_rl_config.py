@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from pareto_bench.config import ConfigError, dump_yaml
+from pareto_bench.core.schema import ConfigError, dump_yaml
 from pareto_bench.rl.config import TrainConfig, load_recipe
 
 TRAINERS = Path(__file__).resolve().parents[1] / "trainers"

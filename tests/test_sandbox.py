@@ -21,12 +21,12 @@ from typing import ClassVar
 
 import pytest
 
-from pareto_bench import sandbox
-from pareto_bench.sandbox import Call, Limits, Program, Returned, Status
-from pareto_bench.sandbox_child import Opaque, decode, encode
+from pareto_bench.execution import sandbox
+from pareto_bench.execution.codec import Opaque, decode, encode
+from pareto_bench.execution.judge import AssertTests, Oracle
+from pareto_bench.execution.sandbox import Call, Limits, Program, Returned, Status
+from pareto_bench.execution.scoring import CodeTask, DiffTests
 from pareto_bench.tasks.base import Problem
-from pareto_bench.tasks.code_judge import AssertTests, Oracle
-from pareto_bench.tasks.code_scoring import CodeTask, DiffTests
 
 SECRET = "s3cret-token-value"
 GOOD = "def add(a, b):\n    return a + b\n"
@@ -539,7 +539,7 @@ def test_with_namespaces_the_child_is_locked_down():
 
 
 def test_a_flat_list_digests_as_its_encoding_does():
-    from pareto_bench.sandbox_child import digest, encode, value_digest
+    from pareto_bench.execution.codec import digest, encode, value_digest
 
     huge = 1 << 9000  # beyond the codec's plain ints
     lists = [
@@ -596,7 +596,7 @@ def test_the_codec_round_trips_plain_values_and_flattens_subclasses():
     ],
 )
 def test_hostile_encoded_values_are_rejected_not_crashing(hostile):
-    from pareto_bench.sandbox_child import CodecError
+    from pareto_bench.execution.codec import CodecError
 
     with pytest.raises(CodecError):
         decode(hostile)

@@ -9,10 +9,10 @@ import torch
 from test_trainer import small_config
 
 from pareto_bench.bench.sdar_shaped import QWEN_ENDOFTEXT, SDAR_VOCAB, write_sdar_shaped_checkpoint
-from pareto_bench.decoding import generate
-from pareto_bench.likelihood import Scorer
-from pareto_bench.models import load_model
-from pareto_bench.records import TrainStepRecord, read_jsonl
+from pareto_bench.core.records import TrainStepRecord, read_jsonl
+from pareto_bench.dllm.likelihood import Scorer
+from pareto_bench.dllm.models import load_model
+from pareto_bench.dllm.sampler import generate
 from pareto_bench.rl.trainer import LossInputs, Replay, accumulate_gradients, train
 
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from pareto_bench.config import ConfigError
-from pareto_bench.records import EvalRecord, TrialRecord, read_jsonl
+from pareto_bench.core.records import EvalRecord, TrialRecord, read_jsonl
+from pareto_bench.core.schema import ConfigError
 from pareto_bench.sweep import SweepOptions, load_spec, run_sweep
 from pareto_bench.tracking import PARENT_TAG
 
@@ -212,7 +212,7 @@ def test_subprocess_trial_timeout_is_a_failure(
 def test_objective_failure_when_the_operating_threshold_is_missing(tmp_path: Path) -> None:
     spec = load_spec(TINY, [*FAKE, "trials=1", "baselines=[]"])
     # A body that skips the operating threshold cannot produce the objectives.
-    from pareto_bench.sweeping.trial import TrialFailed, summarize
+    from pareto_bench.sweep.trial import TrialFailed, summarize
 
     with pytest.raises(TrialFailed, match="operating threshold 0.9"):
         summarize(

@@ -1,4 +1,4 @@
-"""Seed replicates in sweeps (pareto_bench.sweeping.replicates): every configuration trains and
+"""Seed replicates in sweeps (pareto_bench.sweep.replicates): every configuration trains and
 evaluates once per seed, Optuna is told the aggregate, and a failed or killed replicate costs
 that replicate alone. The fake body (tests/sweep_fakes.py) loses 3 accuracy points per seed."""
 
@@ -14,10 +14,10 @@ import pytest
 from mlflow import MlflowClient
 from test_sweep_workers import env, journal_study, last_rows, starts, sweep_command, wait_for
 
-from pareto_bench.records import EvalRecord, TrialRecord, read_jsonl
-from pareto_bench.report.sweep_data import load_sweep_dir
+from pareto_bench.analysis.report.sweep_data import load_sweep_dir
+from pareto_bench.core.records import EvalRecord, TrialRecord, read_jsonl
 from pareto_bench.sweep import SweepOptions, load_spec, run_sweep
-from pareto_bench.sweeping.replicates import study_name
+from pareto_bench.sweep.replicates import study_name
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "sweeps" / "tiny.yaml"
@@ -86,7 +86,7 @@ def test_each_configuration_runs_once_per_seed_and_optuna_sees_the_median(tmp_pa
         assert configuration.data.metrics["replicates/complete"] >= 1
 
     # A report read back from MLflow alone has every configuration's seeds.
-    from pareto_bench.report.mlflow_source import load_mlflow_run
+    from pareto_bench.analysis.report.mlflow_source import load_mlflow_run
 
     restored = load_mlflow_run(result.parent_run_id, result.tracking_uri, tmp_path / "download")
     seeds = {t.record.name: sorted(t.replicates) for t in restored.trials}
@@ -180,8 +180,8 @@ def test_a_sweep_of_baselines_alone_ends_with_their_order_against_the_papers(
 
 
 def test_pooling_weighs_each_replicate_by_its_samples() -> None:
-    from pareto_bench.records import SampleResult
-    from pareto_bench.sweeping.replicates import pool
+    from pareto_bench.core.records import SampleResult
+    from pareto_bench.sweep.replicates import pool
 
     def record(correct: int, n: int, forwards: int) -> EvalRecord:
         samples = [

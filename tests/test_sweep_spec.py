@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from pareto_bench.bench.sdar_shaped import write_sdar_shaped_checkpoint
-from pareto_bench.config import ConfigError
+from pareto_bench.core.schema import ConfigError
 from pareto_bench.sweep import load_spec, plan_trials
-from pareto_bench.sweeping.spec import SearchParam, set_override, spec_warnings
+from pareto_bench.sweep.spec import SearchParam, set_override, spec_warnings
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("pareto-bench"))

@@ -13,7 +13,7 @@ import yaml
 from mlflow import MlflowClient
 from pypdf import PdfReader
 
-from pareto_bench.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
+from pareto_bench.core.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
 from pareto_bench.rl.config import TrainConfig
 from pareto_bench.tracking import PARENT_TAG
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from pareto_bench.sweep import SweepOptions, load_spec, run_sweep
-from pareto_bench.sweeping.ui import rest
+from pareto_bench.sweep.ui import rest
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("pareto-bench"))

@@ -20,8 +20,8 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from pareto_bench.records import TrialRecord, read_jsonl
-from pareto_bench.sweeping.study import process_alive
+from pareto_bench.core.records import TrialRecord, read_jsonl
+from pareto_bench.sweep.study import process_alive
 from pareto_bench.tracking import PARENT_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -350,7 +350,7 @@ def test_a_trial_whose_remote_worker_went_silent_is_failed_and_retried(tmp_path:
     """A RUNNING trial owned by a worker on another machine, whose heartbeat is older than
     executor.stale_after_s, is failed with the reason and re-enqueued when a worker looks."""
     from pareto_bench.sweep import SweepOptions, load_spec, run_sweep
-    from pareto_bench.sweeping.study import HEARTBEAT, WORKER
+    from pareto_bench.sweep.study import HEARTBEAT, WORKER
 
     overrides = [
         "executor.body=sweep_fakes:quick_body",

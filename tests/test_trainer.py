@@ -11,8 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from pareto_bench.cli import app
-from pareto_bench.models import load_model
-from pareto_bench.records import TrainStepRecord, read_jsonl
+from pareto_bench.core.records import TrainStepRecord, read_jsonl
+from pareto_bench.dllm.models import load_model
 from pareto_bench.rl import trainer as trainer_module
 from pareto_bench.rl.config import load_recipe
 from pareto_bench.rl.trainer import TrainingDiverged, train

@@ -38,7 +38,7 @@ def bench_frontier(n: int = 100_000, seed: int = 0) -> dict[str, Any]:
     """Median wall time of each frontier function on ``n`` points (two point layouts)."""
     import moocore
 
-    from pareto_bench import frontier as F
+    from pareto_bench.analysis import frontier as F
 
     rng = np.random.default_rng(seed)
     results: dict[str, Any] = {"n_points": n, "target_s": FRONTIER_TARGET_S, "seconds": {}}
@@ -66,10 +66,10 @@ def bench_frontier(n: int = 100_000, seed: int = 0) -> dict[str, Any]:
 def bench_report(trials: int = 50) -> dict[str, Any]:
     """Time a full report (read, findings with 1000-replicate CIs, plots, importances, PDF)
     on a synthetic recorded sweep of ``trials`` trials and two baselines."""
-    from pareto_bench.report.build import build_report
-    from pareto_bench.report.sweep_data import load_sweep_dir
-    from pareto_bench.report.synthetic import write_synthetic_sweep
-    from pareto_bench.report.template import load_template
+    from pareto_bench.analysis.report.build import build_report
+    from pareto_bench.analysis.report.sweep_data import load_sweep_dir
+    from pareto_bench.analysis.report.synthetic import write_synthetic_sweep
+    from pareto_bench.analysis.report.template import load_template
 
     with tempfile.TemporaryDirectory(prefix="pareto-bench-report-") as tmp:
         start = time.perf_counter()

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from pareto_bench.decoding import aggregate_tpf, generate
-from pareto_bench.models.base import DiffusionLM
+from pareto_bench.dllm.checkpoint import DiffusionLM
+from pareto_bench.dllm.sampler import aggregate_tpf, generate
 from pareto_bench.tasks.synthetic import SyntheticTask
 
 NEVER = -1  # an EOS id no token has

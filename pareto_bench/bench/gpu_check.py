@@ -49,7 +49,7 @@ def _timed(fn) -> tuple[Any, float]:
 
 
 def check_decode(lm, batch_size: int = BATCH, new_tokens: int = NEW_TOKENS) -> dict[str, Any]:
-    from pareto_bench.decoding import aggregate_tpf, generate
+    from pareto_bench.dllm.sampler import aggregate_tpf, generate
 
     prompts = _prompts(lm, batch_size)
     never = -1  # no EOS: every sequence decodes NEW_TOKENS tokens
@@ -194,7 +194,7 @@ def check_rl_step_all_gpus(checkpoint: Path, out: Path) -> dict[str, Any]:
 
 def main() -> None:
     from pareto_bench.bench.sdar_shaped import SDAR_1_7B, write_sdar_shaped_checkpoint
-    from pareto_bench.models import load_model
+    from pareto_bench.dllm.models import load_model
 
     result: dict[str, Any] = {"device": None}
     if not torch.cuda.is_available():

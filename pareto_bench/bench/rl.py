@@ -19,12 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pareto_bench.frontier import aup
-from pareto_bench.progress import progress_bar
-from pareto_bench.records import EvalRecord, TrainStepRecord
+from pareto_bench.analysis.frontier import aup
+from pareto_bench.core.progress import progress_bar
+from pareto_bench.core.records import EvalRecord, TrainStepRecord
 from pareto_bench.rl.config import TrainConfig, load_recipe
-from pareto_bench.sweeping.executors import Executor, make_executor
-from pareto_bench.sweeping.trial import TrialSpec
+from pareto_bench.sweep.executors import Executor, make_executor
+from pareto_bench.sweep.trial import TrialSpec
 
 METHODS = ("grpo", "lightningrl")
 TASK = "synthetic"

@@ -38,7 +38,7 @@ def bench_scale(
     progress: bool = True,
 ) -> dict[str, Any]:
     from pareto_bench.bench.sdar_shaped import SDAR_BLOCK, write_sdar_shaped_checkpoint
-    from pareto_bench.progress import progress_bar
+    from pareto_bench.core.progress import progress_bar
 
     runs = []
     grid = [(n, b, mode) for n in lengths for b in block_sizes for mode in likelihoods]

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pareto_bench import sandbox
+from pareto_bench.execution import sandbox
 from pareto_bench.tasks import get_task
 
 GSM8K_TARGET_S = 20.0

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
-from pareto_bench.models.tokenizer import build_char_tokenizer
+from pareto_bench.dllm.tokenizer import build_char_tokenizer
 
 SDAR_VOCAB = 151_936
 SDAR_BLOCK = 32

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from pareto_bench.registry import Registry
+from pareto_bench.core.registry import Registry
 from pareto_bench.rl.config import AdvantageMode
 from pareto_bench.rl.rewards import zscore
 

@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from pareto_bench.config import ConfigError, StrictModel, load, resolve_named_file
-from pareto_bench.placement import DEVICE_HELP, DTYPE_HELP, DeviceName, DtypeName
+from pareto_bench.core.placement import DEVICE_HELP, DTYPE_HELP, DeviceName, DtypeName
+from pareto_bench.core.schema import ConfigError, StrictModel, load, resolve_named_file
 
 TpfNorm = Literal["zscore", "minmax", "raw", "none"]
 AccNorm = Literal["plus_minus_one", "zscore"]
@@ -349,7 +349,7 @@ def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     """A recipe YAML (optional; a path, or a name in trainers/ of the cwd or the source checkout)
     plus ``key=value`` overrides -> a validated ``TrainConfig``.
 
-    Raises ``pareto_bench.config.ConfigError`` naming the file, the dotted field and the fix;
+    Raises ``pareto_bench.core.schema.ConfigError`` naming the file, the dotted field and the fix;
     an unknown key names the closest valid one.
     """
     if path is not None:

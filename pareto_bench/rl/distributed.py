@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pareto_bench.placement import World
+from pareto_bench.core.placement import World
 
 # State-dict keys of a likelihood.Scorer start with its attribute ``model``.
 SCORER_PREFIX = "model."

@@ -24,7 +24,7 @@ from typing import Self
 import torch
 from torch import Tensor
 
-from pareto_bench.registry import Registry
+from pareto_bench.core.registry import Registry
 from pareto_bench.rl.config import KlEstimator, Reduction
 
 LOG_RATIO_CLIP = 10.0  # |log rho| and |logp - logp_ref| are clipped here so exp() stays finite

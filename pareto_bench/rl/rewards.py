@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pareto_bench.registry import Registry
+from pareto_bench.core.registry import Registry
 from pareto_bench.rl.config import AccNorm, TpfNorm
 
 Normaliser = Callable[[Tensor], Tensor]

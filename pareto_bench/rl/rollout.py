@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pareto_bench.decoding import Generation, generate
-from pareto_bench.models.base import DiffusionLM
+from pareto_bench.dllm.checkpoint import DiffusionLM
+from pareto_bench.dllm.sampler import Generation, generate
 from pareto_bench.rl.config import RolloutConfig
 from pareto_bench.tasks.base import Problem, Task, Verdict
 

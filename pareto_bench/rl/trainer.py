@@ -11,7 +11,7 @@ LightningRL is GRPO for block-wise dLLMs with three changes (LIGHTNINGRL.md):
 
 Other departures from textbook GRPO: trajectories come from the block sampler with a
 confidence threshold, and the token log-likelihood is the block-diffusion one, replaying each
-trajectory's ``step_map`` (``pareto_bench.likelihood``). The GRPO baseline is this same loop
+trajectory's ``step_map`` (``pareto_bench.dllm.likelihood``). The GRPO baseline is this same loop
 with ``reward.tpf_weight = 0``.
 
 Resuming is exact: every random choice (prompts, sampling) is a pure function of
@@ -34,14 +34,20 @@ from pathlib import Path
 
 import torch
 
-from pareto_bench.config import dump_yaml
-from pareto_bench.decoding import Generation, aggregate_tpf
+from pareto_bench.core.placement import World, autocast, resolve_device, resolve_dtype
+from pareto_bench.core.progress import progress_bar
+from pareto_bench.core.records import TrainStepRecord, append_jsonl, read_jsonl
+from pareto_bench.core.schema import dump_yaml
+from pareto_bench.dllm.likelihood import (
+    Scorer,
+    block_views,
+    forwards_per_row,
+    pack,
+    trajectory_views,
+)
+from pareto_bench.dllm.models import DiffusionLM, load_model
+from pareto_bench.dllm.sampler import Generation, aggregate_tpf
 from pareto_bench.evaluate import evaluate_sharded
-from pareto_bench.likelihood import Scorer, block_views, forwards_per_row, pack, trajectory_views
-from pareto_bench.models import DiffusionLM, load_model
-from pareto_bench.placement import World, autocast, resolve_device, resolve_dtype
-from pareto_bench.progress import progress_bar
-from pareto_bench.records import TrainStepRecord, append_jsonl, read_jsonl
 from pareto_bench.rl.advantages import compute_advantages
 from pareto_bench.rl.config import TrainConfig
 from pareto_bench.rl.distributed import (

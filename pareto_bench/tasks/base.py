@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from pareto_bench.registry import Registry
+from pareto_bench.core.registry import Registry
 
 DATA_DIR_ENV = "PARETO_BENCH_DATA"
 

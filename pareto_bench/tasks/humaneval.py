@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pareto_bench.sandbox_child import encode
+from pareto_bench.execution.codec import encode
+from pareto_bench.execution.judge import AssertTests, Oracle
+from pareto_bench.execution.scoring import CodeTask, DiffTests, defines, file_sha256, read_jsonl
 from pareto_bench.tasks.base import Problem, TaskDataError, require_file, resolve_data_dir
-from pareto_bench.tasks.code_judge import AssertTests, Oracle
-from pareto_bench.tasks.code_scoring import CodeTask, DiffTests, defines, file_sha256, read_jsonl
 
 _FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
 _PLUS_FIELDS = (*_FIELDS, "base_input", "plus_input", "atol")

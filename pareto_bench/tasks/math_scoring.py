@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from pareto_bench.execution.pool import DeadlinePool
 from pareto_bench.tasks.base import Problem, Verdict
-from pareto_bench.tasks.pool import DeadlinePool
 
 DEFAULT_TEMPLATE = (
     "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pareto_bench.sandbox_child import encode
+from pareto_bench.execution.codec import encode
+from pareto_bench.execution.judge import AssertTests, Oracle
+from pareto_bench.execution.scoring import CodeTask, DiffTests, file_sha256, read_jsonl
 from pareto_bench.tasks.base import Problem, TaskDataError, require_file, resolve_data_dir
-from pareto_bench.tasks.code_judge import AssertTests, Oracle
-from pareto_bench.tasks.code_scoring import CodeTask, DiffTests, file_sha256, read_jsonl
 
 TEST_SPLIT = range(11, 511)
 TRAIN_SPLIT = range(601, 975)

@@ -1,0 +1,327 @@
+"""The executor seam: where and how one trial body runs.
+
+- ``subprocess`` (default): a fresh Python process per trial. A crash, an OOM kill or a hang
+  of the trial cannot take the sweep down, the timeout is a hard kill of the process group,
+  and the child dies with its worker (so a SIGKILLed sweep leaves no orphan training).
+  With ``processes_per_trial`` (CPU, gloo) or ``gpus_per_trial`` above 1 the process is
+  ``torchrun``, and the trial trains and evaluates on every rank.
+- ``inprocess``: the body runs in the worker itself. Cheapest; the timeout is checked
+  between RL steps only.
+- ``slurm`` (``pareto_bench.sweep.slurm``): one SLURM job per trial, through submitit.
+
+Each executor declares its own options as a pydantic model, ``Options``; the spec's
+``executor`` section is checked against it. All raise ``TrialFailed`` with a one-line reason;
+anything else is a harness bug.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from pareto_bench.core.records import EvalRecord, TrainStepRecord, from_dict, read_jsonl
+from pareto_bench.core.registry import Registry, lazy
+from pareto_bench.core.schema import StrictModel
+from pareto_bench.sweep.trial import (
+    DEFAULT_BODY,
+    EVAL_FILE,
+    LOG_FILE,
+    SPEC_FILE,
+    StepCallback,
+    TrialFailed,
+    TrialSpec,
+    TrialTimeout,
+    execute,
+    failure_reason,
+)
+
+__all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "SubprocessExecutor", "make_executor"]
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Registered executor classes take ``(body, options)``: the trial body ``"module:attr"``
+    and an instance of their ``Options`` model (the spec's executor-specific fields)."""
+
+    Options: ClassVar[type[BaseModel]]
+
+    def run(self, spec: TrialSpec, on_step: StepCallback) -> list[EvalRecord]:
+        """Run one trial and return its eval records; raise ``TrialFailed`` if it fails.
+        ``on_step`` receives each RL step's record as it happens."""
+        ...
+
+
+EXECUTORS: Registry[Any] = Registry("executor")
+EXECUTORS.register("slurm", "pareto_bench.sweep.slurm:SlurmExecutor")
+
+
+def make_executor(
+    name: str, body: str = DEFAULT_BODY, options: dict[str, Any] | None = None
+) -> Executor:
+    """The executor registered as ``name``, running the trial body ``"module:attr"`` with its
+    own ``options`` (validated by its ``Options`` model)."""
+    executor = EXECUTORS.get(name)
+    return executor(body, executor.Options.model_validate(options or {}))
+
+
+class NoOptions(StrictModel):
+    pass
+
+
+@EXECUTORS.register("inprocess")
+class InProcessExecutor:
+    Options = NoOptions
+
+    def __init__(self, body: str = DEFAULT_BODY, options: NoOptions | None = None) -> None:
+        self.body = body
+
+    def run(self, spec: TrialSpec, on_step: StepCallback) -> list[EvalRecord]:
+        body = lazy(self.body)()
+        deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
+
+        def step(record: TrainStepRecord) -> None:
+            on_step(record)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TrialTimeout(f"timed out after {spec.timeout_s:g} s (executor.timeout_s)")
+
+        try:
+            return execute(body, spec, step)
+        except TrialFailed:
+            raise
+        except Exception as e:
+            raise TrialFailed(failure_reason(e), traceback.format_exc()) from e
+
+
+class SubprocessOptions(StrictModel):
+    processes_per_trial: int = Field(
+        1, ge=1, description="Processes per trial on CPUs (torchrun with gloo when above 1)."
+    )
+    gpus_per_trial: int = Field(
+        0, ge=0, description="GPUs per trial, one process each (torchrun with NCCL when above 1)."
+    )
+
+    @property
+    def processes(self) -> int:
+        return max(self.processes_per_trial, self.gpus_per_trial)
+
+
+SLOT_ENV = "PARETO_BENCH_SLOT"  # which of a machine's concurrent trial slots a worker owns
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may use: CUDA_VISIBLE_DEVICES, else every device torch sees."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g for g in listed.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+@EXECUTORS.register("subprocess")
+class SubprocessExecutor:
+    """Runs ``python -m pareto_bench.sweep.child BODY SPEC_FILE`` (under ``torchrun`` for
+    several processes): the spec is a JSON file in the trial directory, events (one JSON object
+    per line: ``step``, then ``done`` or ``failed``) come back on stdout, from rank 0 (and
+    ``failed`` from any rank)."""
+
+    Options = SubprocessOptions
+    STDERR_TAIL_LINES = 40
+
+    def __init__(self, body: str = DEFAULT_BODY, options: SubprocessOptions | None = None) -> None:
+        self.body = body
+        self.options = options or SubprocessOptions()
+
+    def slots(self, threads: int | None) -> int:
+        """How many trials fit on this machine at once."""
+        if self.options.gpus_per_trial:
+            return max(1, len(visible_gpus()) // self.options.gpus_per_trial)
+        return max(1, (os.cpu_count() or 1) // (self.options.processes * (threads or 1)))
+
+    def slot_env(self) -> dict[str, str]:
+        """This worker's slot's GPUs (its trials see only those)."""
+        if not self.options.gpus_per_trial:
+            return {}
+        g = self.options.gpus_per_trial
+        slot = int(os.environ.get(SLOT_ENV, "0"))
+        return {"CUDA_VISIBLE_DEVICES": ",".join(visible_gpus()[slot * g : (slot + 1) * g])}
+
+    def command(self, spec_file: str) -> list[str]:
+        child = ["-m", "pareto_bench.sweep.child", self.body, spec_file]
+        if self.options.processes == 1:
+            return [sys.executable, *child]
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        return [*launcher, f"--nproc-per-node={self.options.processes}", *child]
+
+    def run(self, spec: TrialSpec, on_step: StepCallback) -> list[EvalRecord]:
+        os.makedirs(spec.trial_dir, exist_ok=True)
+        spec_file = os.path.join(spec.trial_dir, SPEC_FILE)
+        with open(spec_file, "w") as f:
+            json.dump(spec.to_dict(), f)
+        proc = subprocess.Popen(
+            self.command(spec_file),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**_child_env(spec), **self.slot_env()},
+            start_new_session=True,  # its own process group, killed as a whole on timeout
+            text=True,
+        )
+        outcome: dict[str, Any] = {}
+        stderr_tail: collections.deque[str] = collections.deque(maxlen=self.STDERR_TAIL_LINES)
+        readers = [
+            threading.Thread(
+                target=_read_events, args=(proc.stdout, on_step, outcome), daemon=True
+            ),
+            threading.Thread(
+                target=_keep_log,
+                args=(proc.stderr, stderr_tail, os.path.join(spec.trial_dir, LOG_FILE)),
+                daemon=True,
+            ),
+        ]
+        for reader in readers:
+            reader.start()
+        try:
+            proc.wait(timeout=spec.timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise TrialTimeout(
+                f"timed out after {spec.timeout_s:g} s (executor.timeout_s)"
+            ) from None
+        except BaseException:  # Ctrl-C or a worker error: never leave the trial running
+            _kill_group(proc)
+            raise
+        finally:
+            for reader in readers:
+                reader.join(timeout=10)
+        if outcome.get("event") == "done":
+            return read_jsonl(os.path.join(spec.trial_dir, EVAL_FILE), EvalRecord)
+        if outcome.get("event") == "failed":
+            raise TrialFailed(
+                str(outcome.get("reason", "unknown error")), str(outcome.get("detail", ""))
+            )
+        last = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
+        raise TrialFailed(
+            f"the trial process exited with status {proc.returncode}"
+            + (
+                f" ({_signal_name(proc.returncode)})"
+                if proc.returncode and proc.returncode < 0
+                else ""
+            )
+            + (f": {last[:300]}" if last else ""),
+            "".join(stderr_tail),
+        )
+
+
+def _keep_log(stream: Any, tail: collections.deque[str], path: str) -> None:
+    """The trial's stderr (every rank's, under torchrun) to ``trial.log``, and its tail."""
+    with open(path, "a") as log:
+        for line in stream:
+            log.write(line)
+            tail.append(line)
+
+
+def _read_events(stream: Any, on_step: StepCallback, outcome: dict[str, Any]) -> None:
+    for line in stream:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("event") == "step":
+            try:
+                on_step(from_dict(TrainStepRecord, event["record"]))
+            except Exception as e:  # a display or tracking hiccup must not stop the stream
+                print(f"warning: step callback failed ({failure_reason(e)})", file=sys.stderr)
+        elif outcome.get("event") != "failed":  # the first rank to fail names the cause
+            outcome.update(event)
+
+
+def _child_env(spec: TrialSpec) -> dict[str, str]:
+    env = dict(os.environ)
+    # The child imports the body exactly as this process would.
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    if spec.threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(spec.threads)
+    return env
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_name(returncode: int) -> str:
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def run_child(body_ref: str, spec_file: str | None = None) -> int:
+    """The child side (``python -m pareto_bench.sweep.child``): see SubprocessExecutor. The
+    spec comes from ``spec_file``, or from stdin without one."""
+    from pareto_bench.core.placement import World
+
+    events = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything the body prints goes to stderr, never into the event stream
+    world = World.from_env()
+    # Under torchrun the parent is its agent, which stops its ranks itself; its worker threads
+    # come and go, and a parent-death signal follows the thread that started the process.
+    _die_with_parent(kernel_signal=not world.distributed)
+    main = world.is_main
+
+    def emit(event: dict[str, Any]) -> None:
+        if main or event["event"] == "failed":
+            events.write(json.dumps(event) + "\n")
+
+    try:
+        with open(spec_file) if spec_file else contextlib.nullcontext(sys.stdin) as source:
+            spec = TrialSpec.from_dict(json.loads(source.read()))
+        execute(lazy(body_ref)(), spec, lambda r: emit({"event": "step", "record": _as_dict(r)}))
+    except BaseException as e:
+        emit({"event": "failed", "reason": failure_reason(e), "detail": traceback.format_exc()})
+        return 1
+    emit({"event": "done"})
+    return 0
+
+
+def _as_dict(record: TrainStepRecord) -> dict[str, Any]:
+    from pareto_bench.core.records import to_dict
+
+    return to_dict(record)
+
+
+def _die_with_parent(kernel_signal: bool = True) -> None:
+    """Exit when the worker dies, even by SIGKILL: the kernel's parent-death signal where
+    Linux offers it (``kernel_signal``), and a watchdog on the parent pid everywhere."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        if kernel_signal:
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
