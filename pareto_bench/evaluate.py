@@ -13,8 +13,6 @@ from pareto_bench.dllm.checkpoint import DiffusionLM
 from pareto_bench.dllm.sampler import Generation, generate
 from pareto_bench.tasks.base import Problem, Task, resolve_data_dir
 
-DEFAULT_MAX_NEW_TOKENS = 512
-
 
 def evaluate(
     model: DiffusionLM,
@@ -34,7 +32,7 @@ def evaluate(
     if problems is None:
         problems = task.load(resolve_data_dir(data_dir))
     problems = list(problems)[:limit] if limit else list(problems)
-    budget = max_new_tokens or getattr(task, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+    budget = max_new_tokens or task.max_new_tokens
     prompts = [model.encode_prompt(task.prompt(p)) for p in problems]
     # Similar lengths together: less padding, and results do not depend on the batching.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from pareto_bench.core.progress import progress_bar
+from pareto_bench.tasks.base import SampleFileTask
 
 TEXT_FIELDS = ("solution", "completion", "response")
 
@@ -77,7 +78,7 @@ def resolve_task_id(raw: Any, ids: set[str], prefix: str) -> str | None:
 
 def _sample_text(task: Any, problem: Any, sample: dict[str, Any]) -> tuple[str, str | None]:
     """("program", code) for code tasks, ("response", text) otherwise."""
-    if hasattr(task, "program_from_sample"):
+    if isinstance(task, SampleFileTask):
         return "program", task.program_from_sample(problem, sample)
     for key in ("response", "completion", "solution"):
         if isinstance(sample.get(key), str):
@@ -212,10 +213,7 @@ def score(
 def _score_gold(task: Any, problems: list[Any], corrupt: bool, limit: int | None) -> dict[str, Any]:
     if limit is not None:
         problems = problems[:limit]
-    corrupter = getattr(task, "corrupt", None)
-    if corrupt and corrupter is None:
-        raise _user_error(f"task {task.name!r} has no corrupted answers; drop --corrupt")
-    responses = [corrupter(p) if corrupt else p.gold for p in problems]
+    responses = [task.corrupt(p) if corrupt else p.gold for p in problems]
     verdicts = task.score(problems, responses)
     summary = summarise(task, problems, verdicts, len(problems))
     summary["mode"] = "corrupt" if corrupt else "gold"

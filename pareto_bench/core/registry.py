@@ -1,13 +1,16 @@
 """One small registry, shared by the four seams: models, tasks, trackers and executors.
 
 Entries may be objects or lazy ``"module:Attr"`` strings, so that heavy imports (torch,
-mlflow) stay out of code paths that do not need them.
+mlflow) stay out of code paths that do not need them. A registry made with ``discover=PACKAGE``
+imports that package's modules the first time it is asked for a name, so that a new entry is
+one new module that registers itself, with no list to edit elsewhere.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -22,9 +25,17 @@ class UnknownNameError(KeyError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, discover: str | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, T | str] = {}
+        self._package = discover  # imported on the first lookup; None: nothing to discover
+
+    def _discover(self) -> None:
+        package, self._package = self._package, None
+        if package is None:
+            return
+        for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            importlib.import_module(f"{package}.{module.name}")
 
     def register(self, name: str, entry: T | str | None = None) -> Any:
         """Register ``entry`` under ``name``; without ``entry``, act as a decorator."""
@@ -44,6 +55,7 @@ class Registry(Generic[T]):
         self._entries[name] = entry
 
     def get(self, name: str) -> T:
+        self._discover()
         if name not in self._entries:
             close = difflib.get_close_matches(name, self._entries, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -58,9 +70,11 @@ class Registry(Generic[T]):
         return entry  # type: ignore[return-value]
 
     def names(self) -> list[str]:
+        self._discover()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._discover()
         return name in self._entries
 
 

@@ -42,7 +42,7 @@ from pareto_bench.execution.judge import (
     replay_all,
 )
 from pareto_bench.execution.sandbox import Call, Execution, Limits, Program, RecordedCall, Status
-from pareto_bench.tasks.base import Problem, TaskDataError, Verdict
+from pareto_bench.tasks.base import MAX_NEW_TOKENS, Problem, TaskDataError, Verdict
 
 PLAN_VERSION = "1"  # bump when the way plans are computed changes
 DIGEST_OVER = 1 << 16  # larger outputs travel as digests where only exact matches count
@@ -203,6 +203,7 @@ class CodeTask:
     version: ClassVar[str]
     kind: ClassVar[str] = "code"
     higher_is_better: ClassVar[bool] = True
+    max_new_tokens: ClassVar[int] = MAX_NEW_TOKENS
 
     instruction: str = DEFAULT_INSTRUCTION
     template: str = "{instruction}\n\n{question}"

@@ -35,7 +35,7 @@ class Group:
     def score(self) -> list[float]:
         """1/0 for maths; for code the fraction of tests passed (the paper's pass rate)."""
         return [
-            0.0 if g.hit_budget else getattr(v, "pass_fraction", v.score)
+            0.0 if g.hit_budget else v.reward
             for v, g in zip(self.verdicts, self.generations, strict=True)
         ]
 

@@ -73,7 +73,6 @@ from pareto_bench.tasks.base import (
 CHECKPOINT = "checkpoint"
 TRAINER_STATE = "trainer_state.pt"
 OPTIMIZER_STATE = "optimizer.pt"
-DEFAULT_MAX_NEW_TOKENS = 512
 
 
 class TrainingDiverged(RuntimeError):
@@ -194,8 +193,7 @@ class TrainingRun:
             eval_task=get_task(config.task),
             task=task,
             problems=problems,
-            budget=config.rollout.max_new_tokens
-            or getattr(task, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
+            budget=config.rollout.max_new_tokens or task.max_new_tokens,
         )
 
     @property

@@ -25,18 +25,16 @@ from pareto_bench.core.schema import (
     read_yaml,
     resolve_named_file,
 )
+from pareto_bench.sweep.trial import DEFAULT_BODY, MEAN_TASK
 
-# Objective keys are ``{task}/{metric}``; ``mean`` averages a metric over the eval tasks.
+# Objective keys are ``{task}/{metric}``, the task or ``MEAN_TASK`` (the mean over eval tasks).
 OBJECTIVE_METRICS = ("accuracy", "tpf", "aup", "hypervolume")
-MEAN_TASK = "mean"
 OBJECTIVE_PRESETS = {
     "accuracy_tpf": ("accuracy", "tpf"),
     "aup": ("aup",),
 }
 # A baseline named ``base`` is the untrained model; any other name is a trainer recipe.
 BASE_MODEL_BASELINE = "base"
-# The real trial: train with the recipe, then evaluate (pareto_bench.sweep.trial).
-DEFAULT_BODY = "pareto_bench.sweep.trial:train_and_evaluate"
 
 
 class SearchParam(StrictModel):

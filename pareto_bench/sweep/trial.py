@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, append_jsonl
-from pareto_bench.sweep.spec import DEFAULT_BODY, MEAN_TASK
 
 __all__ = [
     "DEFAULT_BODY",
+    "MEAN_TASK",
     "TrialFailed",
     "TrialSpec",
     "TrialTimeout",
@@ -29,6 +29,11 @@ __all__ = [
     "summarize",
     "train_and_evaluate",
 ]
+# The real trial: train with the recipe, then evaluate (``train_and_evaluate`` below).
+DEFAULT_BODY = "pareto_bench.sweep.trial:train_and_evaluate"
+# Objective keys are ``{task}/{metric}``; ``mean`` averages a metric over the eval tasks.
+MEAN_TASK = "mean"
+
 EVAL_FILE = "eval.jsonl"
 SPEC_FILE = "trial_spec.json"
 LOG_FILE = "trial.log"  # the trial process's stderr

@@ -1,4 +1,9 @@
-"""The task seam: a benchmark loads its problems, writes prompts and scores responses."""
+"""The task seam: a benchmark loads its problems, writes prompts and scores responses.
+
+A benchmark is one module of this package: a class that satisfies ``Task`` (most inherit a
+family's base: ``MathTask``, ``CodeTask``), decorated with ``@register_task``. ``get_task`` finds
+it by its ``name``; nothing else needs editing (``tasks/math500_level5.py`` is an example).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 from pareto_bench.core.registry import Registry
 
 DATA_DIR_ENV = "PARETO_BENCH_DATA"
+MAX_NEW_TOKENS = 512  # the generation budget of a benchmark that does not need another
 
 
 class TaskDataError(FileNotFoundError):
@@ -32,14 +38,23 @@ class Verdict:
     score: float  # 1/0, or the pass rate for code
     detail: str = ""
     answer_correct: bool | None = None
+    pass_fraction: float | None = None  # code: the fraction of tests passed (partial credit)
+
+    @property
+    def reward(self) -> float:
+        """What RL rewards: the fraction of tests passed where there are tests, else the score."""
+        return self.score if self.pass_fraction is None else self.pass_fraction
 
 
 @runtime_checkable
 class Task(Protocol):
+    """Everything the evaluator, the trainer and the CLI use of a benchmark."""
+
     name: str
     version: str
     kind: str  # "math" | "code" | "synthetic"
     higher_is_better: bool
+    max_new_tokens: int  # generation budget per response
 
     def load(self, data_dir: Path | None = None) -> list[Problem]: ...
 
@@ -49,23 +64,35 @@ class Task(Protocol):
 
     def score(self, problems: Sequence[Problem], responses: Sequence[str]) -> list[Verdict]: ...
 
+    def corrupt(self, problem: Problem) -> str:
+        """A response that must score as wrong (``score --gold`` checks the scorer with it)."""
+        ...
 
-TASKS: Registry[Any] = Registry("task")
+
+@runtime_checkable
+class SampleFileTask(Task, Protocol):
+    """A code task that also scores EvalPlus-style sample files (``score --samples``)."""
+
+    def program_from_sample(self, problem: Problem, sample: dict[str, Any]) -> str | None: ...
+
+
+TASKS: Registry[Any] = Registry("task", discover="pareto_bench.tasks")
+
+
+def register_task(cls: type) -> type:
+    """Class decorator: ``get_task(cls.name)`` builds ``cls()``."""
+    TASKS.register(cls.name, cls)
+    return cls
 
 
 def get_task(name: str) -> Task:
     """Instantiate a registered task by name."""
-    import pareto_bench.tasks  # noqa: F401  (fills the registry)
-
-    factory = TASKS.get(name)
-    return factory()
+    return TASKS.get(name)()
 
 
 def training_task_name(name: str) -> str:
     """The task RL trains on to improve ``name``: its ``-train`` split when one is registered
     (``gsm8k-train``, ``mbpp-train``, ``synthetic-train``), else ``name`` itself."""
-    import pareto_bench.tasks  # noqa: F401  (fills the registry)
-
     return f"{name}-train" if f"{name}-train" in TASKS else name
 
 

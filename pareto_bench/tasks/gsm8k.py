@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pareto_bench.tasks.base import Problem, TaskDataError, require_file, resolve_data_dir
+from pareto_bench.tasks.base import (
+    Problem,
+    TaskDataError,
+    register_task,
+    require_file,
+    resolve_data_dir,
+)
 from pareto_bench.tasks.math_scoring import MathTask
 
 _ANNOTATION = re.compile(r"<<[^>]*>>")
@@ -60,6 +66,7 @@ def load_gsm8k(path: Path, prefix: str) -> list[Problem]:
     return problems
 
 
+@register_task
 @dataclass
 class GSM8K(MathTask):
     name: ClassVar[str] = "gsm8k"
@@ -71,6 +78,7 @@ class GSM8K(MathTask):
         return load_gsm8k(path, self.name)
 
 
+@register_task
 @dataclass
 class GSM8KTrain(GSM8K):
     """The 7473 training problems, for RL."""

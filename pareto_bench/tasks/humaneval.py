@@ -14,7 +14,13 @@ from typing import ClassVar
 from pareto_bench.execution.codec import encode
 from pareto_bench.execution.judge import AssertTests, Oracle
 from pareto_bench.execution.scoring import CodeTask, DiffTests, defines, file_sha256, read_jsonl
-from pareto_bench.tasks.base import Problem, TaskDataError, require_file, resolve_data_dir
+from pareto_bench.tasks.base import (
+    Problem,
+    TaskDataError,
+    register_task,
+    require_file,
+    resolve_data_dir,
+)
 
 _FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
 _PLUS_FIELDS = (*_FIELDS, "base_input", "plus_input", "atol")
@@ -66,6 +72,7 @@ class _HumanEvalFamily(CodeTask):
         )
 
 
+@register_task
 @dataclass
 class HumanEval(_HumanEvalFamily):
     name: ClassVar[str] = "humaneval"
@@ -92,6 +99,7 @@ class HumanEval(_HumanEvalFamily):
         return problems
 
 
+@register_task
 @dataclass
 class HumanEvalPlus(_HumanEvalFamily):
     name: ClassVar[str] = "humanevalplus"

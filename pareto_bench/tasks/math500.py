@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from pareto_bench.tasks.base import Problem, TaskDataError, require_file, resolve_data_dir
+from pareto_bench.tasks.base import (
+    Problem,
+    TaskDataError,
+    register_task,
+    require_file,
+    resolve_data_dir,
+)
 from pareto_bench.tasks.math_scoring import MathTask
 
 _FIELDS = ("problem", "solution", "answer", "unique_id")
@@ -32,6 +38,7 @@ def minerva_examples() -> list[tuple[str, str]]:
     return examples
 
 
+@register_task
 @dataclass
 class MATH500(MathTask):
     name: ClassVar[str] = "math500"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from pareto_bench.execution.pool import DeadlinePool
-from pareto_bench.tasks.base import Problem, Verdict
+from pareto_bench.tasks.base import MAX_NEW_TOKENS, Problem, Verdict
 
 DEFAULT_TEMPLATE = (
     "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
@@ -88,6 +88,7 @@ class MathTask:
     version: ClassVar[str]
     kind: ClassVar[str] = "math"
     higher_is_better: ClassVar[bool] = True
+    max_new_tokens: ClassVar[int] = MAX_NEW_TOKENS
 
     template: str = DEFAULT_TEMPLATE
     shots: int = 0

@@ -27,7 +27,13 @@ from typing import Any, ClassVar
 from pareto_bench.execution.codec import encode
 from pareto_bench.execution.judge import AssertTests, Oracle
 from pareto_bench.execution.scoring import CodeTask, DiffTests, file_sha256, read_jsonl
-from pareto_bench.tasks.base import Problem, TaskDataError, require_file, resolve_data_dir
+from pareto_bench.tasks.base import (
+    Problem,
+    TaskDataError,
+    register_task,
+    require_file,
+    resolve_data_dir,
+)
 
 TEST_SPLIT = range(11, 511)
 TRAIN_SPLIT = range(601, 975)
@@ -93,6 +99,7 @@ class _AssertMBPP(CodeTask):
         )
 
 
+@register_task
 @dataclass
 class MBPP(_AssertMBPP):
     name: ClassVar[str] = "mbpp"
@@ -123,6 +130,7 @@ class MBPP(_AssertMBPP):
         return problems
 
 
+@register_task
 @dataclass
 class MBPPTrain(MBPP):
     name: ClassVar[str] = "mbpp-train"
@@ -142,6 +150,7 @@ class MBPPTrain(MBPP):
         return [p for p in problems if p.id not in evaluated]
 
 
+@register_task
 @dataclass
 class MBPPSanitized(_AssertMBPP):
     name: ClassVar[str] = "mbpp-sanitized"
@@ -187,6 +196,7 @@ class MBPPSanitized(_AssertMBPP):
         return problems
 
 
+@register_task
 @dataclass
 class MBPPPlus(CodeTask):
     name: ClassVar[str] = "mbppplus"

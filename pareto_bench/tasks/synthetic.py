@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pareto_bench.tasks.base import Problem, Verdict
+from pareto_bench.tasks.base import Problem, Verdict, register_task
 
 NUM_OPERANDS = 4
 TEST_SEED = 20261125
@@ -127,6 +127,7 @@ def training_stream(seed: int) -> Iterator[tuple[str, str]]:
         yield prompt_text(operands), random_chain(operands, rng)
 
 
+@register_task
 class SyntheticTask:
     """Held-out problems of the synthetic chain-sum task."""
 
@@ -154,7 +155,13 @@ class SyntheticTask:
             )
         return verdicts
 
+    def corrupt(self, problem: Problem) -> str:
+        """The gold chain with a final answer one too high."""
+        chain, _, answer = problem.gold.rpartition(";")
+        return f"{chain};{int(answer) + 1}"
 
+
+@register_task
 class SyntheticTrainTask(SyntheticTask):
     """The training split (every operand tuple not held out), for RL."""
 
