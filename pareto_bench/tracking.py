@@ -14,12 +14,11 @@ tracker is a view of them.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -401,8 +400,3 @@ def _quiet_store_logs() -> None:
 
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def finite_metrics(metrics: Iterable[Metric]) -> list[Metric]:
-    """Drop NaN/inf points (MLflow stores them, but they break the UI's chart axes)."""
-    return [m for m in metrics if math.isfinite(m.value)]

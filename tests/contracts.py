@@ -9,7 +9,6 @@ import pytest
 
 from pareto_bench.tasks import Task, get_task
 
-
 # Gold answers that a task's scorer cannot yet judge right, {task: {problem id: cause}}.
 KNOWN_GOLD_FAILURES = {
     "mbpp-train": {

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from pareto_bench.rl import config as rl_config
-from pareto_bench.rl.advantages import ADVANTAGES, broadcast_to_tokens, compute_advantages
+from pareto_bench.rl.advantages import ADVANTAGES, compute_advantages
 from pareto_bench.rl.config import LossConfig, RewardConfig, TrainConfig
-from pareto_bench.rl.filtering import drop_reason, fill_batch, filter_groups
+from pareto_bench.rl.filtering import drop_reason, fill_batch
 from pareto_bench.rl.losses import (
     KL_ESTIMATORS,
     REDUCTIONS,
@@ -199,17 +199,6 @@ def test_batch_std_is_floored() -> None:
     close(compute_advantages(t([0.0, 1e-10]), "batch"), [[-0.005, 0.005]], atol=1e-12)
 
 
-def test_broadcast_to_tokens() -> None:
-    mask = torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)
-    close(
-        broadcast_to_tokens(t([1.0], [-2.0]).reshape(-1), mask), [[1.0, 1.0, 0.0], [-2.0, 0.0, 0.0]]
-    )
-    # A [num_groups, G] tensor is flattened group-major.
-    close(broadcast_to_tokens(t([1.0, -2.0]), mask), [[1.0, 1.0, 0.0], [-2.0, 0.0, 0.0]])
-    with pytest.raises(ValueError, match="3 advantages for 2 sequences"):
-        broadcast_to_tokens(torch.ones(3), mask)
-
-
 # --------------------------------------------------------------------------- filtering
 
 
@@ -226,15 +215,6 @@ def test_drop_reason_switches() -> None:
     assert drop_reason([False, False], [1.0, 2.0], drop_all_wrong=False) is None
     assert drop_reason([True, False], [2.0, 2.0], min_tpf_range=0.0) is None
     assert drop_reason([True, False], [2.0, 2.3], min_tpf_range=0.5) == "flat_tpf"
-
-
-def test_filter_groups_on_constructed_batch() -> None:
-    correct = torch.tensor([[True, False], [False, False], [True, True], [False, True]])
-    tpf = t([2.0, 3.0], [2.0, 5.0], [4.0, 4.001], [1.0, 1.5])
-    result = filter_groups(correct, tpf)
-    assert result.keep.tolist() == [True, False, False, True]
-    assert result.reasons == [None, "all_wrong", "flat_tpf", None]
-    assert result.filtered_fraction == 0.5
 
 
 @dataclass

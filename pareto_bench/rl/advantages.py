@@ -43,14 +43,3 @@ def compute_advantages(rewards: Tensor, mode: AdvantageMode = "batch") -> Tensor
     if not rewards.is_floating_point():
         rewards = rewards.to(torch.get_default_dtype())
     return ADVANTAGES.get(mode)(rewards)
-
-
-def broadcast_to_tokens(advantages: Tensor, mask: Tensor) -> Tensor:
-    """Per-trajectory advantages (``[B]``, or ``[num_groups, G]`` flattened group-major) -> ``[B, T]``:
-    each trajectory's advantage on its response tokens and 0 on padding (``mask`` false)."""
-    flat = advantages.reshape(-1)
-    if flat.shape[0] != mask.shape[0]:
-        raise ValueError(
-            f"{flat.shape[0]} advantages for {mask.shape[0]} sequences in the token mask"
-        )
-    return flat.unsqueeze(-1) * mask.to(flat.dtype)

@@ -46,32 +46,6 @@ def drop_reason(
     return None
 
 
-@dataclass(frozen=True)
-class GroupFilterResult:
-    keep: Tensor  # [num_groups] bool
-    reasons: list[DropReason | None]  # per group, None when kept
-
-    @property
-    def filtered_fraction(self) -> float:
-        return 1.0 - float(self.keep.float().mean()) if self.keep.numel() else 0.0
-
-
-def filter_groups(
-    correct: Tensor, tpf: Tensor, *, drop_all_wrong: bool = True, min_tpf_range: float = 0.01
-) -> GroupFilterResult:
-    """``drop_reason`` for every row of ``[num_groups, G]`` flags and TPFs."""
-    if correct.dim() != 2 or correct.shape != tpf.shape:
-        raise ValueError(
-            f"correct {tuple(correct.shape)} and tpf {tuple(tpf.shape)} must both be [num_groups, G]"
-        )
-    reasons = [
-        drop_reason(c, t, drop_all_wrong=drop_all_wrong, min_tpf_range=min_tpf_range)
-        for c, t in zip(correct, tpf, strict=True)
-    ]
-    keep = torch.tensor([r is None for r in reasons], dtype=torch.bool)
-    return GroupFilterResult(keep=keep, reasons=reasons)
-
-
 @dataclass
 class FillResult(Generic[G]):
     """What ``fill_batch`` collected and what it cost."""

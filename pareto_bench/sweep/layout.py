@@ -72,11 +72,6 @@ def summary_metrics(objectives: Mapping[str, float]) -> list[Metric]:
     return points
 
 
-def tracker_key(objective: str) -> str:
-    """The tracker metric name of an objective key."""
-    return summary_metrics({objective: 0.0})[0].key
-
-
 # MLflow's saved views of an experiment's runs page are experiment tags with this prefix and a
 # JSON envelope; the page opens one with ``?viewStateShareKey=<id>``.
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."

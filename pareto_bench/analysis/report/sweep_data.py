@@ -8,7 +8,6 @@ directory that holds no sweep at all is an error.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -224,8 +223,3 @@ def completed_replicates(
         s: _read_records(folder / replicate_dir_name(s) / "eval.jsonl", EvalRecord, warnings, root)
         for s in seeds
     }
-
-
-def records_of(trials: Sequence[TrialData], task: str | None = None) -> list[EvalRecord]:
-    """Every eval record of ``trials`` (on ``task`` if given)."""
-    return [r for t in trials for r in t.evals if task is None or r.task == task]
