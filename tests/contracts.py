@@ -5,9 +5,15 @@ registered implementation; a new task, tracker or executor inherits its class by
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from pydantic import BaseModel
+
+from pareto_bench.sweep.executors import Executor, make_executor
+from pareto_bench.sweep.trial import TrialFailed, TrialSpec
 from pareto_bench.tasks import Task, get_task
+from pareto_bench.tracking import Metric, Tracker
 
 # Gold answers that a task's scorer cannot yet judge right, {task: {problem id: cause}}.
 KNOWN_GOLD_FAILURES = {
@@ -55,3 +61,85 @@ class TaskContract:
         wrong = task.score(chosen, [task.corrupt(p) for p in chosen])
         assert [(v.correct, v.reward) for v in gold] == [(True, 1.0)] * len(chosen)
         assert [(v.correct, v.reward) for v in wrong] == [(False, 0.0)] * len(chosen)
+
+
+class TrackerContract:
+    """What the sweep runner and the CLI rely on in a tracker. Subclasses provide a ``tracker``
+    fixture (a registered tracker on a fresh store)."""
+
+    def test_states_the_protocol(self, tracker: Tracker) -> None:
+        assert isinstance(tracker, Tracker)
+        assert isinstance(tracker.uri, str)
+        assert tracker.seconds >= 0.0 and tracker.seconds_in_thread() >= 0.0
+
+    def test_a_sweep_s_calls_go_through(self, tracker: Tracker, tmp_path) -> None:
+        tracker.warm_up()
+        parent = tracker.start_run("sweep", experiment="contract")
+        child = tracker.start_run(
+            "trial-0", experiment="contract", parent_run_id=parent, tags={"kind": "trial"}
+        )
+        assert isinstance(parent, str) and isinstance(child, str)
+        assert child == parent == "" or child != parent  # "" means "not recorded"
+        tracker.log_params(child, {"optim.lr": 1e-4, "note": "x" * 10_000})
+        tracker.log_metrics(child, [Metric("train/loss", 1.0 / (i + 1), i) for i in range(3)])
+        tracker.set_tags(child, {"state": "COMPLETE"})
+        tracker.set_experiment_tags("contract", {"view": "{}"})
+        artifact = tmp_path / "eval.jsonl"
+        artifact.write_text("{}\n")
+        tracker.log_artifact(child, artifact)
+        tracker.end_run(child)
+        tracker.end_run(parent, "FAILED")
+        assert tracker.seconds >= 0.0
+
+
+def tracker_uri(name: str, tmp_path) -> str:
+    """The URI that ``TRACKERS.get(name)`` is built with in the contract tests."""
+    return f"sqlite:///{tmp_path}/store/mlflow.db" if name == "mlflow" else name
+
+
+# Options that let an executor run here: SLURM through submitit's local executor.
+EXECUTOR_OPTIONS_HERE = {"slurm": {"cluster": "local", "gpus_per_node": 0, "poll_s": 0.2}}
+FAKE_BODY = "sweep_fakes:quick_body"  # tests/sweep_fakes.py: 4 fake RL steps, then records
+
+
+class ExecutorContract:
+    """What the sweep runner relies on in an executor. Subclasses provide an ``executor_name``
+    fixture (a registered name)."""
+
+    @pytest.fixture
+    def executor(self, executor_name: str, monkeypatch) -> Executor:
+        monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # jobs import the body
+        return make_executor(executor_name, FAKE_BODY, EXECUTOR_OPTIONS_HERE.get(executor_name))
+
+    def trial(self, tmp_path: Path, number: int) -> TrialSpec:
+        return TrialSpec(
+            number=number,
+            kind="trial",
+            name=f"trial-{number}",
+            trial_dir=str(tmp_path / str(number)),
+            model="tiny",
+            tasks=["synthetic"],
+            thresholds=[0.5, 0.9],
+            config={"seed": 0},
+        )
+
+    def test_states_the_protocol(self, executor: Executor) -> None:
+        assert isinstance(executor, Executor)
+        assert issubclass(executor.Options, BaseModel)
+        assert executor.slots(None) >= 1 and executor.slots(1) >= 1
+
+    def test_runs_a_trial_and_streams_its_steps(self, executor: Executor, tmp_path) -> None:
+        steps = []
+        records = executor.run(self.trial(tmp_path, 0), steps.append)
+        assert [s.step for s in steps] == [0, 1, 2, 3]
+        assert sorted((r.task, r.threshold) for r in records) == [
+            ("synthetic", 0.5),
+            ("synthetic", 0.9),
+        ]
+
+    def test_a_failing_trial_raises_trial_failed(
+        self, executor: Executor, tmp_path, monkeypatch
+    ) -> None:
+        monkeypatch.setenv("PB_FAKE_FAIL", "1")
+        with pytest.raises(TrialFailed, match="fake failure of trial 1"):
+            executor.run(self.trial(tmp_path, 1), lambda step: None)

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import pytest
-from contracts import TaskContract
+from contracts import ExecutorContract, TaskContract, TrackerContract, tracker_uri
 
+from pareto_bench.sweep.executors import EXECUTORS
 from pareto_bench.tasks import TASKS
+from pareto_bench.tracking import TRACKERS
 
 
 class TestEveryTask(TaskContract):
     @pytest.fixture(params=TASKS.names())
     def task_name(self, request) -> str:
+        return request.param
+
+
+class TestEveryTracker(TrackerContract):
+    @pytest.fixture(params=TRACKERS.names())
+    def tracker(self, request, tmp_path):
+        return TRACKERS.get(request.param)(tracker_uri(request.param, tmp_path))
+
+
+class TestEveryExecutor(ExecutorContract):
+    @pytest.fixture(params=EXECUTORS.names())
+    def executor_name(self, request) -> str:
         return request.param

@@ -13,8 +13,9 @@ from mlflow import MlflowClient
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
 from pareto_bench.core.schema import ConfigError
 from pareto_bench.sweep import SweepOptions, load_spec, run_sweep
-from pareto_bench.sweep.executors import SubprocessExecutor, make_executor
-from pareto_bench.sweep.slurm import SlurmExecutor
+from pareto_bench.sweep.executors import make_executor
+from pareto_bench.sweep.executors.child_process import SubprocessExecutor
+from pareto_bench.sweep.executors.slurm import SlurmExecutor
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "sweeps" / "tiny.yaml"

@@ -14,12 +14,12 @@ from pareto_bench.tracking import (
     PARENT_TAG,
     TRACKERS,
     Metric,
-    MlflowTracker,
-    NullTracker,
     Tracker,
     default_tracking_uri,
     get_tracker,
 )
+from pareto_bench.tracking.mlflow_tracker import MlflowTracker
+from pareto_bench.tracking.null import NullTracker
 
 
 def test_registry_and_lookup(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ samplers   Optuna samplers by name; the baseline-free view they see
 study      storage, one-time setup, atomic claims, heartbeats, dead-worker recovery
 resolve    a trial's trainer config (recipe + shared fields + sampled params); preflight
 trial      TrialSpec, the trial body (train + evaluate), objectives
-executors  where a trial runs: in-process, a subprocess (torchrun), or Slurm
+executors/ where a trial runs: in-process, a subprocess (torchrun), or Slurm
 replicates seed replicates of one configuration, as jobs of a second study
 layout     how a trial appears in the tracker
 outdir     the sweep's output directory
@@ -22,13 +22,9 @@ ui         `pareto-bench ui`: an mlflow server for a sweep's store
 child      the entry point of a subprocess trial
 """
 
-from pareto_bench.sweep.executors import (
-    EXECUTORS,
-    Executor,
-    InProcessExecutor,
-    SubprocessExecutor,
-    make_executor,
-)
+from pareto_bench.sweep.executors import EXECUTORS, Executor, make_executor
+from pareto_bench.sweep.executors.child_process import SubprocessExecutor
+from pareto_bench.sweep.executors.inprocess import InProcessExecutor
 from pareto_bench.sweep.plan import PlannedTrial, plan_trials, render_plan
 from pareto_bench.sweep.resolve import preflight, resolve_trial_config
 from pareto_bench.sweep.runner import SweepOptions, SweepResult, default_out_dir, run_sweep

@@ -2,7 +2,7 @@
 
 import sys
 
-from pareto_bench.sweep.executors import run_child
+from pareto_bench.sweep.executors.child_process import run_child
 
 if __name__ == "__main__":
     sys.exit(run_child(*sys.argv[1:3]))

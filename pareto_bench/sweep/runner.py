@@ -223,8 +223,7 @@ class Sweep:
         wanted = self.spec.executor.workers
         if wanted != "auto":
             return int(wanted)
-        slots = getattr(self.executor, "slots", None)
-        return slots(self.spec.executor.threads) if slots is not None else 1
+        return self.executor.slots(self.spec.executor.threads)
 
     def start_helpers(self) -> list[subprocess.Popen[bytes]]:
         """Worker processes for the slots beyond this one's, logging to ``worker-<slot>.log``."""
@@ -278,13 +277,11 @@ class Sweep:
         result.parent_run_id = self.parent_run_id
         self._finish_parent_run(result.counts)
         result.tracking.blocking = self._blocking_tracking_seconds()
-        result.tracking.busy = float(getattr(self.tracker, "seconds", 0.0)) + self.plot_seconds
+        result.tracking.busy = self.tracker.seconds + self.plot_seconds
         return result
 
     def _blocking_tracking_seconds(self) -> float:
-        in_thread = getattr(self.tracker, "seconds_in_thread", None)
-        own_calls = float(in_thread()) if in_thread is not None else 0.0
-        return own_calls + self.wait_seconds
+        return self.tracker.seconds_in_thread() + self.wait_seconds
 
     def _await(self, future: concurrent.futures.Future[T]) -> T:
         """The result of a tracking job, counting any wait as tracking time."""

@@ -1,18 +1,8 @@
-"""The executor seam: where and how one trial body runs.
-
-- ``subprocess`` (default): a fresh Python process per trial. A crash, an OOM kill or a hang
-  of the trial cannot take the sweep down, the timeout is a hard kill of the process group,
-  and the child dies with its worker (so a SIGKILLed sweep leaves no orphan training).
-  With ``processes_per_trial`` (CPU, gloo) or ``gpus_per_trial`` above 1 the process is
-  ``torchrun``, and the trial trains and evaluates on every rank.
-- ``inprocess``: the body runs in the worker itself. Cheapest; the timeout is checked
-  between RL steps only.
-- ``slurm`` (``pareto_bench.sweep.slurm``): one SLURM job per trial, through submitit.
-
-Each executor declares its own options as a pydantic model, ``Options``; the spec's
-``executor`` section is checked against it. All raise ``TrialFailed`` with a one-line reason;
-anything else is a harness bug.
-"""
+"""The ``subprocess`` executor (the default): a fresh Python process per trial. A crash, an OOM
+kill or a hang of the trial cannot take the sweep down, the timeout is a hard kill of the
+process group, and the child dies with its worker (so a SIGKILLed sweep leaves no orphan
+training). With ``processes_per_trial`` (CPU, gloo) or ``gpus_per_trial`` above 1 the process
+is ``torchrun``, and the trial trains and evaluates on every rank."""
 
 from __future__ import annotations
 
@@ -26,13 +16,14 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, from_dict, read_jsonl
-from pareto_bench.core.registry import Registry, lazy
+from pareto_bench.core.registry import lazy
 from pareto_bench.core.schema import StrictModel
+from pareto_bench.sweep.executors import EXECUTORS, SLOT_ENV
 from pareto_bench.sweep.trial import (
     DEFAULT_BODY,
     EVAL_FILE,
@@ -46,62 +37,6 @@ from pareto_bench.sweep.trial import (
     failure_reason,
 )
 
-__all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "SubprocessExecutor", "make_executor"]
-
-
-@runtime_checkable
-class Executor(Protocol):
-    """Registered executor classes take ``(body, options)``: the trial body ``"module:attr"``
-    and an instance of their ``Options`` model (the spec's executor-specific fields)."""
-
-    Options: ClassVar[type[BaseModel]]
-
-    def run(self, spec: TrialSpec, on_step: StepCallback) -> list[EvalRecord]:
-        """Run one trial and return its eval records; raise ``TrialFailed`` if it fails.
-        ``on_step`` receives each RL step's record as it happens."""
-        ...
-
-
-EXECUTORS: Registry[Any] = Registry("executor")
-EXECUTORS.register("slurm", "pareto_bench.sweep.slurm:SlurmExecutor")
-
-
-def make_executor(
-    name: str, body: str = DEFAULT_BODY, options: dict[str, Any] | None = None
-) -> Executor:
-    """The executor registered as ``name``, running the trial body ``"module:attr"`` with its
-    own ``options`` (validated by its ``Options`` model)."""
-    executor = EXECUTORS.get(name)
-    return executor(body, executor.Options.model_validate(options or {}))
-
-
-class NoOptions(StrictModel):
-    pass
-
-
-@EXECUTORS.register("inprocess")
-class InProcessExecutor:
-    Options = NoOptions
-
-    def __init__(self, body: str = DEFAULT_BODY, options: NoOptions | None = None) -> None:
-        self.body = body
-
-    def run(self, spec: TrialSpec, on_step: StepCallback) -> list[EvalRecord]:
-        body = lazy(self.body)()
-        deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
-
-        def step(record: TrainStepRecord) -> None:
-            on_step(record)
-            if deadline is not None and time.monotonic() > deadline:
-                raise TrialTimeout(f"timed out after {spec.timeout_s:g} s (executor.timeout_s)")
-
-        try:
-            return execute(body, spec, step)
-        except TrialFailed:
-            raise
-        except Exception as e:
-            raise TrialFailed(failure_reason(e), traceback.format_exc()) from e
-
 
 class SubprocessOptions(StrictModel):
     processes_per_trial: int = Field(
@@ -114,9 +49,6 @@ class SubprocessOptions(StrictModel):
     @property
     def processes(self) -> int:
         return max(self.processes_per_trial, self.gpus_per_trial)
-
-
-SLOT_ENV = "PARETO_BENCH_SLOT"  # which of a machine's concurrent trial slots a worker owns
 
 
 def visible_gpus() -> list[str]:

@@ -25,6 +25,7 @@ from pydantic import Field
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, from_dict, to_dict
 from pareto_bench.core.registry import lazy
 from pareto_bench.core.schema import StrictModel
+from pareto_bench.sweep.executors import EXECUTORS
 from pareto_bench.sweep.trial import (
     DEFAULT_BODY,
     TRAIN_FILE,
@@ -54,12 +55,16 @@ class SlurmOptions(StrictModel):
     poll_s: float = Field(5.0, gt=0, description="How often the worker checks the job.")
 
 
+@EXECUTORS.register("slurm")
 class SlurmExecutor:
     Options = SlurmOptions
 
     def __init__(self, body: str = DEFAULT_BODY, options: SlurmOptions | None = None) -> None:
         self.body = body
         self.options = options or SlurmOptions()
+
+    def slots(self, threads: int | None) -> int:
+        return 1  # each trial is a job of its own; the worker only waits for it
 
     def run(self, spec: TrialSpec, on_step: StepCallback) -> list[EvalRecord]:
         import submitit
