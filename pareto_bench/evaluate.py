@@ -9,7 +9,7 @@ from typing import Any
 from pareto_bench.core.placement import World
 from pareto_bench.core.progress import progress_bar
 from pareto_bench.core.records import EvalRecord, SampleResult
-from pareto_bench.dllm.checkpoint import DiffusionLM
+from pareto_bench.dllm.models import DiffusionLM
 from pareto_bench.dllm.sampler import Generation, generate
 from pareto_bench.tasks.base import Problem, Task, resolve_data_dir
 

@@ -5,11 +5,19 @@ registered implementation; a new task, tracker or executor inherits its class by
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
 from pydantic import BaseModel
 
+from pareto_bench.core.registry import lazy
+from pareto_bench.dllm.families import MODELS
+from pareto_bench.dllm.likelihood import pack, sequence_logprobs, trajectory_views
+from pareto_bench.dllm.models import DiffusionLM, load_model
+from pareto_bench.dllm.sampler import generate
+from pareto_bench.dllm.tokenizer import build_char_tokenizer
 from pareto_bench.sweep.executors import Executor, make_executor
 from pareto_bench.sweep.trial import TrialFailed, TrialSpec
 from pareto_bench.tasks import Task, get_task
@@ -143,3 +151,75 @@ class ExecutorContract:
         monkeypatch.setenv("PB_FAKE_FAIL", "1")
         with pytest.raises(TrialFailed, match="fake failure of trial 1"):
             executor.run(self.trial(tmp_path, 1), lambda step: None)
+
+
+def write_random_checkpoint(path: Path, family: str, *, block_size: int = 4) -> None:
+    """A small random checkpoint of a registered family, as its releases lay it out: the
+    family's config and weights, ``model_type`` as the family names it, a mask token."""
+    tokenizer = build_char_tokenizer()
+    spec = MODELS.get(family)
+    config = lazy(spec.config_class)()(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=128,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    lazy(spec.model_class)()(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    raw = json.loads((path / "config.json").read_text())
+    raw.update(model_type=family, mask_token_id=tokenizer.mask_token_id, block_size=block_size)
+    (path / "config.json").write_text(json.dumps(raw))
+
+
+class ModelFamilyContract:
+    """What decoding, the likelihood and training rely on in a loaded model. Subclasses provide
+    a ``family`` fixture (a name registered in ``MODELS``)."""
+
+    @pytest.fixture
+    def lm(self, family: str, tmp_path) -> DiffusionLM:
+        write_random_checkpoint(tmp_path / family, family)
+        return load_model(tmp_path / family, device="cpu", dtype="float32")
+
+    def test_states_the_protocol(self, lm: DiffusionLM) -> None:
+        assert isinstance(lm, DiffusionLM)
+        assert lm.block_size == 4
+        assert lm.mask_id == lm.tokenizer.mask_token_id
+        assert lm.eos_ids and lm.eos_ids[0] == lm.tokenizer.eos_token_id
+        assert lm.device == torch.device("cpu")
+        assert lm.decode(lm.encode_prompt("12+3=15")) == "12+3=15"
+
+    def test_decodes_and_scores_its_trajectory(self, lm: DiffusionLM) -> None:
+        prompt = lm.encode_prompt("3,4,5:")
+        (out,) = generate(
+            lm.model,
+            [prompt],
+            mask_id=lm.mask_id,
+            eos_id=lm.eos_ids,
+            block_size=lm.block_size,
+            threshold=0.9,
+            max_new_tokens=8,
+        )
+        assert 1 <= len(out.tokens) <= 8 and len(out.step_map) == len(out.tokens)
+        views = trajectory_views(len(prompt), out.step_map, lm.block_size)
+        row = pack(prompt + out.tokens, views, block_size=lm.block_size, mask_id=lm.mask_id)
+        logp = sequence_logprobs(lm.model, [row], block_size=lm.block_size, mask_id=lm.mask_id)
+        scored = logp[0, len(prompt) : len(prompt) + len(out.tokens)]
+        assert torch.isfinite(scored).all() and (scored <= 0).all() and (scored < 0).any()
+
+    def test_saves_what_it_loads(self, lm: DiffusionLM, tmp_path) -> None:
+        lm.save(tmp_path / "saved")
+        again = load_model(tmp_path / "saved", device="cpu", dtype="float32")
+        ids = torch.tensor([lm.encode_prompt("1,2:")])
+        with torch.no_grad():
+            assert torch.equal(lm.model(ids).logits, again.model(ids).logits)
+        assert (again.block_size, again.mask_id, again.eos_ids) == (
+            lm.block_size,
+            lm.mask_id,
+            lm.eos_ids,
+        )

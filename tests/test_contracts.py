@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from contracts import ExecutorContract, TaskContract, TrackerContract, tracker_uri
+from contracts import (
+    ExecutorContract,
+    ModelFamilyContract,
+    TaskContract,
+    TrackerContract,
+    tracker_uri,
+)
 
+from pareto_bench.dllm.families import MODELS
 from pareto_bench.sweep.executors import EXECUTORS
 from pareto_bench.tasks import TASKS
 from pareto_bench.tracking import TRACKERS
@@ -25,4 +32,10 @@ class TestEveryTracker(TrackerContract):
 class TestEveryExecutor(ExecutorContract):
     @pytest.fixture(params=EXECUTORS.names())
     def executor_name(self, request) -> str:
+        return request.param
+
+
+class TestEveryModelFamily(ModelFamilyContract):
+    @pytest.fixture(params=MODELS.names())
+    def family(self, request) -> str:
         return request.param

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from pareto_bench.dllm.checkpoint import DiffusionLM
+from pareto_bench.dllm.models import DiffusionLM
 from pareto_bench.dllm.sampler import aggregate_tpf, generate
 from pareto_bench.tasks.synthetic import SyntheticTask
 

@@ -1,8 +1,6 @@
-"""The model seam: a causal-LM-architecture network run as a block-wise diffusion LM.
-
-``DiffusionLM`` bundles what decoding needs besides the weights: the tokenizer, the mask and
-EOS token ids and the block size. ``ARCHITECTURES`` maps a checkpoint's ``model_type`` to the
-``transformers`` class that runs it; a new family registers one line.
+"""A checkpoint directory loaded as a block-wise diffusion LM: a causal-LM network of a
+registered family (``families``), its tokenizer, the mask and EOS ids and the block size.
+``CheckpointLM`` is the implementation of the ``DiffusionLM`` protocol (``models``).
 """
 
 from __future__ import annotations
@@ -15,28 +13,21 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from pareto_bench.core.registry import Registry, lazy
+from pareto_bench.core.registry import lazy
+from pareto_bench.dllm.families import MODELS
 
 
 class CheckpointError(ValueError):
     """A checkpoint directory is missing or malformed; the message names the path and the problem."""
 
 
-# model_type -> (config class, model class), as lazy "module:Attr" strings.
-ARCHITECTURES: Registry[tuple[str, str]] = Registry("model architecture")
-ARCHITECTURES.register("qwen3", ("transformers:Qwen3Config", "transformers:Qwen3ForCausalLM"))
-ARCHITECTURES.register("qwen2", ("transformers:Qwen2Config", "transformers:Qwen2ForCausalLM"))
-ARCHITECTURES.register("llama", ("transformers:LlamaConfig", "transformers:LlamaForCausalLM"))
-# SDAR / TraDo / LightningRL checkpoints are Qwen3 networks with the same parameter names.
-ARCHITECTURES.register("sdar", ("transformers:Qwen3Config", "transformers:Qwen3ForCausalLM"))
-
 MASK_TOKEN_CANDIDATES = ("<|MASK|>", "<|mask|>", "<mask>")
 BLOCK_SIZE_KEYS = ("block_size", "bd_size", "block_length")
 
 
 @dataclass
-class DiffusionLM:
-    """A loaded model with everything the sampler needs."""
+class CheckpointLM:
+    """A loaded checkpoint with everything the sampler needs."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
@@ -126,12 +117,12 @@ def read_checkpoint(
     path = Path(path)
     raw = read_checkpoint_config(path)
     model_type = raw["model_type"]
-    if model_type not in ARCHITECTURES:
+    if model_type not in MODELS:
         raise CheckpointError(
-            f"checkpoint {path}: model_type {model_type!r} is not supported; supported: {', '.join(ARCHITECTURES.names())}"
+            f"checkpoint {path}: model_type {model_type!r} is not supported; supported: {', '.join(MODELS.names())}"
         )
-    config_cls_name, model_cls_name = ARCHITECTURES.get(model_type)
-    config_cls: type[PretrainedConfig] = lazy(config_cls_name)()
+    family = MODELS.get(model_type)
+    config_cls: type[PretrainedConfig] = lazy(family.config_class)()
     fields = {
         k: v
         for k, v in raw.items()
@@ -157,7 +148,7 @@ def read_checkpoint(
             f"checkpoint {path}: neither the tokenizer nor config.json names an EOS token"
         )
     return CheckpointParts(
-        config, lazy(model_cls_name)(), tokenizer, int(mask_id), int(block_size), eos_ids
+        config, lazy(family.model_class)(), tokenizer, int(mask_id), int(block_size), eos_ids
     )
 
 
@@ -169,8 +160,9 @@ def load_checkpoint(
     dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
     attn_implementation: str = "sdpa",
-) -> DiffusionLM:
-    """Load a Qwen3/Qwen2/Llama or SDAR-layout checkpoint directory without remote code."""
+) -> CheckpointLM:
+    """Load a checkpoint directory of a registered family (SDAR layout included) without
+    remote code."""
     path = Path(path)
     parts = read_checkpoint(
         path, block_size=block_size, mask_id=mask_id, attn_implementation=attn_implementation
@@ -184,7 +176,7 @@ def load_checkpoint(
             f"checkpoint {path}: cannot load its weights ({type(e).__name__}: {str(e).splitlines()[0]})"
         ) from None
     model.to(device).eval()
-    return DiffusionLM(
+    return CheckpointLM(
         model,
         parts.tokenizer,
         parts.mask_id,

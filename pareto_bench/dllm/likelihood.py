@@ -365,7 +365,8 @@ def _forward(
             hidden = model.base_model(
                 input_ids=ids,
                 position_ids=pos,
-                attention_mask={"full_attention": mask},
+                # A 4-D mask (or BlockMask) is used as it is by every family's mask logic.
+                attention_mask=mask,
                 cache=cache,
                 use_cache=True,
             ).last_hidden_state

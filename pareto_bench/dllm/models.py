@@ -1,7 +1,8 @@
-"""Models: loading checkpoints as block-wise diffusion LMs.
+"""The model seam: ``DiffusionLM``, what the sampler, the likelihood, the trainer and the
+evaluator use of a model, and ``load_model``, which makes one.
 
 ``load_model("tiny")`` loads the shipped tiny model; any other spec is a checkpoint directory
-(Qwen3/Qwen2/Llama, or SDAR layout) or a Hugging Face Hub name (``JetLM/SDAR-1.7B-Chat``)
+of a registered family (``families``: Qwen3, Qwen2, Llama, SDAR layout) or a Hugging Face Hub name (``JetLM/SDAR-1.7B-Chat``)
 found in the local Hugging Face cache (``HF_HOME``, ``HF_HUB_CACHE``), as transformers finds it.
 """
 
@@ -9,22 +10,23 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pareto_bench.core.placement import resolve_device, resolve_dtype
 from pareto_bench.dllm.checkpoint import (
-    ARCHITECTURES,
     CheckpointError,
     CheckpointParts,
-    DiffusionLM,
     load_checkpoint,
     read_checkpoint,
 )
+from pareto_bench.dllm.families import MODELS
 from pareto_bench.dllm.tiny import SHIPPED_TINY, build_tiny
 
 __all__ = [
-    "ARCHITECTURES",
+    "MODELS",
     "CheckpointError",
     "DiffusionLM",
     "build_tiny",
@@ -33,6 +35,38 @@ __all__ = [
     "load_model",
     "resolve_checkpoint",
 ]
+
+
+@runtime_checkable
+class DiffusionLM(Protocol):
+    """A causal-LM network decoded block by block. ``checkpoint.CheckpointLM`` implements it
+    for every registered family; ``families`` says how a new family plugs in."""
+
+    model: PreTrainedModel  # the network; logits over the full vocabulary rows
+    tokenizer: PreTrainedTokenizerBase
+    mask_id: int  # the token of an undecided position
+    block_size: int  # tokens per diffusion block
+    name: str
+
+    @property
+    def eos_ids(self) -> tuple[int, ...]:
+        """Every id that ends a sequence."""
+        ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Token ids of a user message, in the model's chat format when it has one."""
+        ...
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of generated ids (ids beyond the tokenizer have no text)."""
+        ...
+
+    def save(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """A checkpoint directory that ``load_model`` reads back."""
+        ...
 
 
 def load_model(

@@ -18,8 +18,9 @@ import torch
 from pydantic import Field
 
 from pareto_bench.core.schema import StrictModel
-from pareto_bench.dllm.checkpoint import DiffusionLM, load_checkpoint
+from pareto_bench.dllm.checkpoint import load_checkpoint
 from pareto_bench.dllm.likelihood import View, pack, sequence_logprobs
+from pareto_bench.dllm.models import DiffusionLM
 from pareto_bench.dllm.tiny import build_tiny
 from pareto_bench.tasks.synthetic import training_stream
 
@@ -53,8 +54,8 @@ def training_example(
 ) -> tuple[list[int], list[View]]:
     b = lm.block_size
     prompt_ids = lm.encode_prompt(prompt)
-    seq = prompt_ids + lm.tokenizer.encode(response, add_special_tokens=False) + [lm.eos_id]
-    seq += [lm.eos_id] * (-len(seq) % b)  # close the final block with EOS
+    seq = prompt_ids + lm.tokenizer.encode(response, add_special_tokens=False) + [lm.eos_ids[0]]
+    seq += [lm.eos_ids[0]] * (-len(seq) % b)  # close the final block with EOS
     start = len(prompt_ids)
     views = []
     for block in range(start // b, len(seq) // b):

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
-from pareto_bench.dllm.checkpoint import DiffusionLM
+from pareto_bench.dllm.checkpoint import CheckpointLM
 from pareto_bench.dllm.tokenizer import build_char_tokenizer
 
 SHIPPED_TINY = Path(__file__).resolve().parents[1] / "assets" / "tiny"
@@ -35,7 +35,7 @@ def tiny_config(vocab_size: int, *, hidden_size: int = 128, layers: int = 4) -> 
     return config
 
 
-def build_tiny(seed: int = 0, *, hidden_size: int = 128, layers: int = 4) -> DiffusionLM:
+def build_tiny(seed: int = 0, *, hidden_size: int = 128, layers: int = 4) -> CheckpointLM:
     """A freshly initialised tiny model (used by ``pretrain-tiny`` and by tests)."""
     tokenizer = build_char_tokenizer()
     torch.manual_seed(seed)
@@ -43,7 +43,7 @@ def build_tiny(seed: int = 0, *, hidden_size: int = 128, layers: int = 4) -> Dif
     config.pad_token_id = tokenizer.pad_token_id
     config.eos_token_id = tokenizer.eos_token_id
     model = Qwen3ForCausalLM(config).eval()
-    return DiffusionLM(
+    return CheckpointLM(
         model,
         tokenizer,
         tokenizer.mask_token_id,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pareto_bench.dllm.checkpoint import DiffusionLM
+from pareto_bench.dllm.models import DiffusionLM
 from pareto_bench.dllm.sampler import Generation, generate
 from pareto_bench.rl.config import RolloutConfig
 from pareto_bench.tasks.base import Problem, Task, Verdict
