@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pareto_bench.core.defaults import EVAL_BATCH_SIZE
 from pareto_bench.core.placement import World
 from pareto_bench.core.progress import progress_bar
 from pareto_bench.core.records import EvalRecord, SampleResult
@@ -21,7 +22,7 @@ def evaluate(
     *,
     limit: int | None = None,
     data_dir: str | Path | None = None,
-    batch_size: int = 32,
+    batch_size: int = EVAL_BATCH_SIZE,
     max_new_tokens: int | None = None,
     strategy: str = "dynamic",
     seed: int = 0,

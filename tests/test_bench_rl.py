@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pareto_bench.bench.rl import TINY_SETTINGS, _targets, bench_rl
+from pareto_bench.bench.rl import _targets, bench_rl
 from pareto_bench.cli import app
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, read_jsonl
 
@@ -31,7 +31,7 @@ def test_bench_rl_trains_every_method_per_seed_and_reports_medians(tmp_path):
         progress=False,
     )
     assert set(summary["methods"]) == {"base", "grpo", "lightningrl"}
-    assert summary["settings"] == [*TINY_SETTINGS, *SMALL]  # the user's --set comes last
+    assert (summary["train_base"], summary["settings"]) == ("lightningrl-tiny", SMALL)
 
     for method in ("grpo", "lightningrl"):
         tpfs = []
@@ -39,7 +39,7 @@ def test_bench_rl_trains_every_method_per_seed_and_reports_medians(tmp_path):
             run = tmp_path / f"{method}-seed{seed}"
             config = yaml.safe_load((run / "config.yaml").read_text())
             assert config["seed"] == seed and config["steps"] == 1  # --set beat steps=200
-            assert config["rollout"]["threshold"] == 0.7  # from TINY_SETTINGS
+            assert config["rollout"]["threshold"] == 0.7  # from trainers/lightningrl-tiny.yaml
             assert config["reward"]["tpf_weight"] == (0.0 if method == "grpo" else 1.0)
             assert len(read_jsonl(run / "train.jsonl", TrainStepRecord)) == 1
             records = read_jsonl(run / "eval.jsonl", EvalRecord)

@@ -23,6 +23,7 @@ from pareto_bench.analysis.report.importance import MIN_TRIALS, compute_importan
 from pareto_bench.analysis.report.summary import summarise
 from pareto_bench.analysis.report.sweep_data import load_sweep_dir
 from pareto_bench.analysis.report.template import load_template
+from pareto_bench.core.defaults import HV_REFERENCE
 
 CLI = [sys.executable, "-c", "from pareto_bench.cli import main; main()"]
 
@@ -332,7 +333,7 @@ def test_cli_frontier_json_and_table(sweep_dir, tmp_path):
         # Nothing recorded dominates a reported point, and every reported point was recorded.
         assert not F.dominance_matrix(every, front).any()
         assert all((every == p).all(axis=1).any() for p in front)
-        assert data["hypervolume"] == pytest.approx(F.hypervolume(every, F.DEFAULT_REF))
+        assert data["hypervolume"] == pytest.approx(F.hypervolume(every, HV_REFERENCE))
         assert data["aup"][0]["source"] == f"fixture-sweep/trial {BEST_TRIAL}"
         assert data["aup"][0]["method"] == "curve"
         assert [row["aup"] for row in data["aup"]] == sorted(

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from pareto_bench.core.defaults import HV_REFERENCE
 from pareto_bench.core.records import EvalRecord
 
 __all__ = [
-    "DEFAULT_REF",
     "AttainmentSurfaces",
     "Interval",
     "ReplicatedComparison",
@@ -52,13 +52,10 @@ __all__ = [
     "hypervolume",
     "pareto_front",
     "record_points",
+    "default_y_max",
     "records_aup",
     "task_curve",
 ]
-
-# TPF 1 is autoregressive decoding, so the default hypervolume measures the area gained over
-# "no parallelism, no accuracy". Pass another reference explicitly where that does not fit.
-DEFAULT_REF: tuple[float, float] = (1.0, 0.0)
 
 # d3LLM's AUP keeps only points within this many accuracy points of the lowest-TPF point.
 AUP_ACCURACY_DROP = 5.0
@@ -518,7 +515,10 @@ def _replicate_points(
     return points_a, points_b, False, (len(ids_a), len(ids_b))
 
 
-def _default_y_max(points: NDArray[np.float64]) -> float:
+def default_y_max(points: ArrayLike) -> float:
+    """AUP's y_max when none is given (d3LLM): the best accuracy among the (TPF, accuracy)
+    points being compared, so that every method is weighed against the same ceiling."""
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
     accuracy = points[:, 1][np.isfinite(points[:, 1])]
     best = float(accuracy.max()) if accuracy.size else 0.0
     # With every accuracy at 0 the AUP is 0 whatever y_max is; any positive value will do.
@@ -529,7 +529,7 @@ def compare(
     a: Sequence[EvalRecord],
     b: Sequence[EvalRecord],
     *,
-    ref: ArrayLike = DEFAULT_REF,
+    ref: ArrayLike = HV_REFERENCE,
     y_max: float | Mapping[str, float] | None = None,
     alpha: float = 3.0,
     n: int = 1000,
@@ -562,7 +562,7 @@ def compare(
         elif y_max is not None:
             task_y_max = float(y_max)
         else:
-            task_y_max = _default_y_max(record_points(by_task_a[task] + by_task_b[task]))
+            task_y_max = default_y_max(record_points(by_task_a[task] + by_task_b[task]))
         result[task] = _compare_task(
             task,
             by_task_a[task],
@@ -670,7 +670,7 @@ def compare_replicated(
         if isinstance(y_max, Mapping):
             task_y_max = float(y_max[task])
         else:
-            task_y_max = float(y_max) if y_max is not None else _default_y_max(record_points(every))
+            task_y_max = float(y_max) if y_max is not None else default_y_max(record_points(every))
         values_a = np.array([aup(record_points(c), task_y_max, alpha) for c in curves_a])
         values_b = np.array([aup(record_points(c), task_y_max, alpha) for c in curves_b])
         estimate_a = float(_combine(values_a, aggregate))

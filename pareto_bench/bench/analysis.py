@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from pareto_bench.core.defaults import HV_REFERENCE
+
 FRONTIER_TARGET_S = 0.5
 REPORT_TARGET_S = 30.0
 
@@ -46,12 +48,12 @@ def bench_frontier(n: int = 100_000, seed: int = 0) -> dict[str, Any]:
         sets = np.array_split(points, 10)
         timings = {
             "pareto_front": _median_time(lambda p=points: F.pareto_front(p)),
-            "hypervolume": _median_time(lambda p=points: F.hypervolume(p, F.DEFAULT_REF)),
+            "hypervolume": _median_time(lambda p=points: F.hypervolume(p, HV_REFERENCE)),
             "aup": _median_time(lambda p=points: F.aup(p, 100.0)),
             "frontier_aup": _median_time(lambda p=points: F.frontier_aup(p, 100.0)),
             "attainment_surfaces_10_sets": _median_time(lambda s=sets: F.attainment_surfaces(s)),
             "moocore_hypervolume (peer)": _median_time(
-                lambda p=points: moocore.hypervolume(p, ref=F.DEFAULT_REF, maximise=True)
+                lambda p=points: moocore.hypervolume(p, ref=HV_REFERENCE, maximise=True)
             ),
         }
         results["seconds"][layout] = timings

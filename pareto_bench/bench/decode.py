@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from pareto_bench.core.defaults import OPERATING_THRESHOLD, THRESHOLDS
 from pareto_bench.dllm.models import DiffusionLM
 from pareto_bench.dllm.sampler import aggregate_tpf, generate
 from pareto_bench.tasks.synthetic import SyntheticTask
@@ -44,7 +45,7 @@ def bench_decode(
     *,
     max_new_tokens: int = 128,
     batch_sizes: tuple[int, ...] = (1, 8, 32),
-    thresholds: tuple[float, ...] = (0.5, 0.7, 0.9, 1.01),
+    thresholds: tuple[float, ...] = (*THRESHOLDS, 1.01),  # 1.01: one token per forward
     main_batch: int = 8,
 ) -> dict[str, Any]:
     task = SyntheticTask()
@@ -76,7 +77,7 @@ def bench_decode(
     for row in result["thresholds"].values():
         row["sampler_over_ar"] = row["cached"]["tokens_per_s"] / ar["tokens_per_s"]
     result["batch_sizes"] = {
-        str(n): _run(lm, prompts[:n], threshold=0.9, **common) for n in batch_sizes
+        str(n): _run(lm, prompts[:n], threshold=OPERATING_THRESHOLD, **common) for n in batch_sizes
     }
     smallest, largest = str(min(batch_sizes)), str(max(batch_sizes))
     result["batch_speedup"] = (

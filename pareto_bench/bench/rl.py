@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pareto_bench.analysis.frontier import aup
+from pareto_bench.analysis.frontier import aup, default_y_max
+from pareto_bench.core.defaults import OPERATING_THRESHOLD, THRESHOLDS
 from pareto_bench.core.progress import progress_bar
 from pareto_bench.core.records import EvalRecord, TrainStepRecord
 from pareto_bench.rl.config import TrainConfig, load_recipe
@@ -28,28 +29,16 @@ from pareto_bench.sweep.trial import TrialSpec
 
 METHODS = ("grpo", "lightningrl")
 TASK = "synthetic"
-
-# The budget and settings at which tiny shows the effect, applied to every method before the
-# user's --set. Both departures from the paper's defaults are about scale, not the method:
-# - rollouts at tau 0.7 (paper 0.9): the tiny base model commits most tokens one by one at
-#   0.9, so groups would show little TPF contrast to learn from;
-# - min-max TPF reward (paper z-score): on tiny the fast trajectories are often the wrong
-#   ones, and a z-score (up to +-2.6 for G = 8) lets a fast wrong trajectory out-score a slow
-#   right one; min-max in [0, 1] keeps correctness first within every group.
-TINY_SETTINGS = (
-    "steps=200",
-    "optim.lr=1e-4",
-    "optim.warmup_steps=3",
-    "rollout.threshold=0.7",
-    "reward.tpf_norm=minmax",
-)
+# The budget and settings at which tiny shows the effect: every method's recipe goes on top of
+# it, and the user's --set on top of that.
+TINY_SCALE = "lightningrl-tiny"
 
 
 def bench_rl(
     *,
     seeds: Sequence[int] = (0, 1, 2),
-    thresholds: Sequence[float] = (0.5, 0.7, 0.9),
-    operating_threshold: float = 0.9,
+    thresholds: Sequence[float] = THRESHOLDS,
+    operating_threshold: float = OPERATING_THRESHOLD,
     overrides: Sequence[str] = (),
     limit: int | None = None,
     out_dir: str | Path = "runs/bench-rl",
@@ -59,13 +48,13 @@ def bench_rl(
     progress: bool = True,
 ) -> dict[str, Any]:
     out = Path(out_dir)
-    settings = (*TINY_SETTINGS, *overrides)
     runs = [_spec(0, "base", out / "base", None, thresholds, limit)]
     for seed in seeds:
         for method in methods:
             config = load_recipe(
-                f"trainers/{method}.yaml",
-                [*settings, f"seed={seed}", "eval_every=0", "save_every=0"],
+                method,
+                [*overrides, f"seed={seed}", "eval_every=0", "save_every=0"],
+                base=TINY_SCALE,
             )
             spec = _spec(len(runs), method, out / f"{method}-seed{seed}", config, thresholds, limit)
             runs.append(spec)
@@ -79,11 +68,14 @@ def bench_rl(
             train_seconds[spec.name].append(sum(s.step_time for s in steps))
     curves["base"] *= len(seeds)  # greedy decoding: the base model has one curve
 
-    y_max = max(r.accuracy for runs_ in curves.values() for records in runs_ for r in records)
+    y_max = default_y_max(
+        [(r.tpf, r.accuracy) for runs_ in curves.values() for records in runs_ for r in records]
+    )
     summary: dict[str, Any] = {
         "y_max": y_max,
         "seeds": list(seeds),
-        "settings": list(settings),
+        "train_base": TINY_SCALE,
+        "settings": list(overrides),
         "methods": {},
     }
     for method, method_runs in curves.items():

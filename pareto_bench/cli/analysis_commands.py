@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pareto_bench.analysis.frontier import DEFAULT_REF
 from pareto_bench.analysis.report.template import DEFAULT_TEMPLATE
+from pareto_bench.core.defaults import HV_REFERENCE
 
 REF_HELP = "Hypervolume reference point TPF,ACCURACY (TPF 1 = autoregressive decoding)."
 
@@ -57,10 +57,10 @@ def _stdout() -> Console:
 
 
 def _frontier_result(sources: list[Any], ref: tuple[float, float], y_max: float | None) -> dict:
-    import numpy as np
 
     from pareto_bench.analysis.frontier import (
         aup_method,
+        default_y_max,
         hypervolume,
         pareto_front,
         record_points,
@@ -73,7 +73,7 @@ def _frontier_result(sources: list[Any], ref: tuple[float, float], y_max: float 
     for task in tasks:
         rows = [(c.label, r) for c in curves for r in c.records if r.task == task]
         points = record_points([r for _, r in rows])
-        task_y_max = y_max or float(np.nanmax(points[:, 1])) or 100.0
+        task_y_max = y_max or default_y_max(points)
         front = [
             {
                 "source": rows[i][0],
@@ -136,7 +136,7 @@ def frontier(
     records: Annotated[
         list[str], typer.Argument(help="EvalRecord JSONL files, trial or sweep directories.")
     ],
-    ref: Annotated[str, typer.Option(help=REF_HELP)] = f"{DEFAULT_REF[0]:g},{DEFAULT_REF[1]:g}",
+    ref: Annotated[str, typer.Option(help=REF_HELP)] = f"{HV_REFERENCE[0]:g},{HV_REFERENCE[1]:g}",
     y_max: Annotated[
         float | None,
         typer.Option(help="AUP's y_max in percent (default: the best accuracy in the input)."),
@@ -177,7 +177,7 @@ def report(
     ] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap replicates for the CIs.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of fANOVA.")] = 0,
-    ref: Annotated[str, typer.Option(help=REF_HELP)] = f"{DEFAULT_REF[0]:g},{DEFAULT_REF[1]:g}",
+    ref: Annotated[str, typer.Option(help=REF_HELP)] = f"{HV_REFERENCE[0]:g},{HV_REFERENCE[1]:g}",
     log_mlflow: Annotated[
         bool, typer.Option(help="Log the PDF to the sweep's parent MLflow run, if it names one.")
     ] = True,
@@ -261,7 +261,7 @@ def compare(
         str, typer.Argument(help="A: sweep dir, trial dir, EvalRecord JSONL or MLflow run id.")
     ],
     b: Annotated[str, typer.Argument(help="B: the same kinds as A.")],
-    ref: Annotated[str, typer.Option(help=REF_HELP)] = f"{DEFAULT_REF[0]:g},{DEFAULT_REF[1]:g}",
+    ref: Annotated[str, typer.Option(help=REF_HELP)] = f"{HV_REFERENCE[0]:g},{HV_REFERENCE[1]:g}",
     y_max: Annotated[
         float | None,
         typer.Option(

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from pareto_bench.cli.options import DeviceOption, DtypeOption
+from pareto_bench.core.defaults import OPERATING_THRESHOLD
 from pareto_bench.core.progress import progress_bar
 
 
@@ -23,7 +24,9 @@ def decode(
         str, typer.Option(help="Prompt text (the model's chat template is applied if it has one).")
     ],
     model: Annotated[str, typer.Option(help="'tiny' or a checkpoint directory.")] = "tiny",
-    threshold: Annotated[float, typer.Option(help="Confidence threshold tau.")] = 0.9,
+    threshold: Annotated[
+        float, typer.Option(help="Confidence threshold tau.")
+    ] = OPERATING_THRESHOLD,
     block_size: Annotated[int | None, typer.Option(help="Override the model's block size.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Token budget.")] = 64,
     strategy: Annotated[str, typer.Option(help="dynamic | static")] = "dynamic",

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from pareto_bench.cli.options import DeviceOption, DtypeOption
+from pareto_bench.core.defaults import EVAL_BATCH_SIZE, THRESHOLDS
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -32,13 +33,15 @@ def parse_thresholds(text: str) -> list[float]:
 def eval_command(
     task: Annotated[str, typer.Option(help="A registered task, e.g. synthetic, gsm8k, humaneval.")],
     model: Annotated[str, typer.Option(help="'tiny' or a checkpoint directory.")] = "tiny",
-    thresholds: Annotated[str, typer.Option(help="Comma-separated thresholds.")] = "0.5,0.7,0.9",
+    thresholds: Annotated[str, typer.Option(help="Comma-separated thresholds.")] = ",".join(
+        f"{t:g}" for t in THRESHOLDS
+    ),
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N problems.")] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Data directory (or set PARETO_BENCH_DATA).")
     ] = None,
     block_size: Annotated[int | None, typer.Option(help="Override the model's block size.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Sequences decoded together.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Sequences decoded together.")] = EVAL_BATCH_SIZE,
     max_new_tokens: Annotated[
         int | None, typer.Option(help="Token budget (default: the task's).")
     ] = None,

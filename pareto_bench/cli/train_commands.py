@@ -128,7 +128,8 @@ def bench_rl(
 ) -> None:
     """Base vs GRPO vs LightningRL on tiny: medians over seeds of accuracy, TPF and AUP. Prints JSON.
 
-    Every method trains with bench.rl.TINY_SETTINGS (printed as "settings"); --set goes after them."""
+    Every method's recipe goes on top of trainers/lightningrl-tiny.yaml (printed as "train_base"),
+    and --set (printed as "settings") on top of that."""
     import json
 
     from pareto_bench.bench.rl import bench_rl as run

@@ -15,8 +15,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from pareto_bench.core.defaults import OPERATING_THRESHOLD, THRESHOLDS
 from pareto_bench.core.placement import DEVICE_HELP, DTYPE_HELP, DeviceName, DtypeName
-from pareto_bench.core.schema import ConfigError, StrictModel, load, resolve_named_file
+from pareto_bench.core.schema import ConfigError, StrictModel, load, read_yaml, resolve_named_file
 
 TpfNorm = Literal["zscore", "minmax", "raw", "none"]
 AccNorm = Literal["plus_minus_one", "zscore"]
@@ -35,7 +36,7 @@ class RolloutConfig(StrictModel):
     )
     group_size: int = Field(8, description="G: trajectories sampled per prompt.")
     threshold: float = Field(
-        0.9,
+        OPERATING_THRESHOLD,
         ge=0.0,
         description="tau: the dynamic strategy commits every token with confidence >= tau.",
     )
@@ -293,7 +294,7 @@ class TrainConfig(StrictModel):
         description="Save a resumable checkpoint every this many steps; 0 only at the end.",
     )
     eval_thresholds: list[Threshold] = Field(
-        [0.5, 0.7, 0.9],
+        list(THRESHOLDS),
         min_length=1,
         description="Thresholds tau of the greedy evaluations (sorted, unique).",
     )
@@ -345,16 +346,25 @@ class TrainConfig(StrictModel):
         return sorted(set(value))
 
 
-def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
+def load_recipe(
+    path: str | Path | None = None, overrides: Iterable[str] = (), *, base: str | Path | None = None
+) -> TrainConfig:
     """A recipe YAML (optional; a path, or a name in trainers/ of the cwd or the source checkout)
+    over a ``base`` recipe (optional, e.g. ``lightningrl-tiny``: a scale to train the method at),
     plus ``key=value`` overrides -> a validated ``TrainConfig``.
 
     Raises ``pareto_bench.core.schema.ConfigError`` naming the file, the dotted field and the fix;
     an unknown key names the closest valid one.
     """
-    if path is not None:
-        try:
-            path = resolve_named_file(path, "trainers", what="trainer recipe")
-        except FileNotFoundError as e:
-            raise ConfigError(f"{path}: no such file ({e})") from None
-    return load(TrainConfig, path, overrides)
+    path = None if path is None else recipe_path(path)
+    layer = None if base is None else read_yaml(recipe_path(base))
+    return load(TrainConfig, path, overrides, base=layer)
+
+
+def recipe_path(name_or_path: str | Path, anchor: Path | None = None) -> Path:
+    """A recipe's YAML: a path, or a name in trainers/ (of the cwd, beside ``anchor`` or of the
+    source checkout)."""
+    try:
+        return resolve_named_file(name_or_path, "trainers", anchor=anchor, what="trainer recipe")
+    except FileNotFoundError as e:
+        raise ConfigError(f"{name_or_path}: no such file ({e})") from None

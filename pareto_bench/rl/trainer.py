@@ -34,6 +34,14 @@ from pathlib import Path
 
 import torch
 
+from pareto_bench.core.files import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    EVAL_STEPS_FILE,
+    OPTIMIZER_STATE,
+    TRAIN_FILE,
+    TRAINER_STATE,
+)
 from pareto_bench.core.placement import World, autocast, resolve_device, resolve_dtype
 from pareto_bench.core.progress import progress_bar
 from pareto_bench.core.records import TrainStepRecord, append_jsonl, read_jsonl
@@ -70,10 +78,6 @@ from pareto_bench.tasks.base import (
     training_task_name,
 )
 
-CHECKPOINT = "checkpoint"
-TRAINER_STATE = "trainer_state.pt"
-OPTIMIZER_STATE = "optimizer.pt"
-
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
@@ -96,7 +100,7 @@ def train(
     """Train ``config.steps`` RL steps. Under torchrun every rank calls this; rank 0 prints
     progress, writes the records and the checkpoint, and calls ``on_step``."""
     out = Path(out_dir or config.out_dir or Path("runs") / config.name)
-    checkpoint = out / CHECKPOINT
+    checkpoint = out / CHECKPOINT_DIR
     if resume and not (checkpoint / TRAINER_STATE).is_file():
         raise FileNotFoundError(
             f"--resume {out}: no checkpoint to resume from ({checkpoint / TRAINER_STATE} is missing)"
@@ -104,12 +108,12 @@ def train(
     run = TrainingRun.start(config, checkpoint if resume else None)
     if run.world.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_yaml(config))
+        (out / CONFIG_FILE).write_text(dump_yaml(config))
     start_step = 0
     if resume:
         load_optimizer_state(run.scorer, run.optimizer, checkpoint / OPTIMIZER_STATE, run.world)
         start_step = int(torch.load(checkpoint / TRAINER_STATE, weights_only=True)["step"])
-    kept = _records_before(out / "train.jsonl", start_step) if run.world.is_main else []
+    kept = _records_before(out / TRAIN_FILE, start_step) if run.world.is_main else []
     result = TrainResult(checkpoint, kept)
     main = run.world.is_main
     with progress_bar(f"train {config.name}", config.steps, enabled=progress and main) as bar:
@@ -123,7 +127,7 @@ def train(
                     "Lower optim.lr or raise optim.warmup_steps."
                 )
             if main:
-                append_jsonl(out / "train.jsonl", [record])
+                append_jsonl(out / TRAIN_FILE, [record])
                 result.steps.append(record)
                 if on_step is not None:
                     on_step(record)
@@ -582,7 +586,7 @@ def _records_before(path: Path, step: int) -> list[TrainStepRecord]:
     path.unlink(missing_ok=True)
     append_jsonl(path, kept)
     if step == 0:
-        (path.parent / "eval_steps.jsonl").unlink(missing_ok=True)
+        (path.parent / EVAL_STEPS_FILE).unlink(missing_ok=True)
     return kept
 
 
@@ -607,13 +611,13 @@ def _save(out: Path, run: TrainingRun, step: int) -> None:
 def _write_checkpoint(
     out: Path, run: TrainingRun, step: int, model_state: dict, optimizer_state: dict
 ) -> None:
-    final = out / CHECKPOINT
-    tmp = out / f".{CHECKPOINT}.tmp"
+    final = out / CHECKPOINT_DIR
+    tmp = out / f".{CHECKPOINT_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     run.policy.save(tmp, state_dict=model_state)
     torch.save(optimizer_state, tmp / OPTIMIZER_STATE)
     torch.save({"step": step}, tmp / TRAINER_STATE)
-    old = out / f".{CHECKPOINT}.old"
+    old = out / f".{CHECKPOINT_DIR}.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.replace(final, old)
@@ -638,7 +642,7 @@ def _evaluate_during_training(run: TrainingRun, out: Path, step: int) -> None:
     if run.world.is_main:
         for record in records:
             record.extra["train_step"] = float(step)
-        append_jsonl(out / "eval_steps.jsonl", records)
+        append_jsonl(out / EVAL_STEPS_FILE, records)
 
 
 def _empty_record(

@@ -21,15 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pareto_bench.core.files import (
+    REPLICATES_JSONL,
+    SPEC_YAML,
+    SWEEP_JSON,
+    TRIALS_DIR,
+    TRIALS_JSONL,
+)
 from pareto_bench.core.records import TrialRecord, append_jsonl, read_jsonl
 from pareto_bench.core.schema import dump_yaml
 from pareto_bench.sweep.spec import SweepSpec
-
-SWEEP_JSON = "sweep.json"
-SPEC_YAML = "spec.yaml"
-TRIALS_JSONL = "trials.jsonl"
-TRIALS_DIR = "trials"
-REPLICATES_JSONL = "replicates.jsonl"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from pareto_bench.sweep.spec import (
     SweepSpec,
     flatten,
     nest,
-    resolve_recipe_path,
 )
 
 # What a sweep changes in every trainer config, before the recipe and the spec's own `train`:
@@ -25,15 +24,18 @@ SWEEP_TRAIN_DEFAULTS: dict[str, Any] = {"eval_every": 0, "save_every": 0}
 def resolve_trial_config(
     spec: SweepSpec, spec_path: Path | None, kind: str, name: str, params: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """The trial's full ``TrainConfig`` as JSON: sweep defaults < recipe < ``spec.train`` <
-    sampled params < the spec's model, task, seed, data dir, device and dtype. ``None`` for the
-    base model."""
-    from pareto_bench.rl.config import TrainConfig
+    """The trial's full ``TrainConfig`` as JSON: sweep defaults < ``spec.train_base`` < recipe <
+    ``spec.train`` < sampled params < the spec's model, task, seed, data dir, device and dtype.
+    ``None`` for the base model."""
+    from pareto_bench.rl.config import TrainConfig, recipe_path
 
     if kind == BASELINE and name == BASE_MODEL_BASELINE:
         return None
-    recipe = resolve_recipe_path(spec.recipe if kind == SEARCH else name, spec_path)
-    data = deep_merge(SWEEP_TRAIN_DEFAULTS, read_yaml(recipe))
+    recipe = recipe_path(spec.recipe if kind == SEARCH else name, spec_path)
+    data = dict(SWEEP_TRAIN_DEFAULTS)
+    if spec.train_base is not None:
+        data = deep_merge(data, read_yaml(recipe_path(spec.train_base, spec_path)))
+    data = deep_merge(data, read_yaml(recipe))
     data = deep_merge(data, nest(flatten(spec.train)))
     for key, value in params.items():
         set_dotted(data, key, value)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pareto_bench.core.files import CONFIG_FILE, EVAL_FILE, TRAIN_FILE
 from pareto_bench.core.records import (
     EvalRecord,
     TrainStepRecord,
@@ -74,9 +75,6 @@ from pareto_bench.sweep.study import (
     trial_name,
 )
 from pareto_bench.sweep.trial import (
-    CONFIG_FILE,
-    EVAL_FILE,
-    TRAIN_FILE,
     TrialFailed,
     TrialSpec,
     failure_reason,

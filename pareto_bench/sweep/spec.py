@@ -16,6 +16,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pareto_bench.core.defaults import (
+    EVAL_BATCH_SIZE,
+    HV_REFERENCE,
+    OPERATING_THRESHOLD,
+    THRESHOLDS,
+)
 from pareto_bench.core.placement import DEVICE_HELP, DTYPE_HELP, DeviceName, DtypeName
 from pareto_bench.core.schema import (
     ConfigError,
@@ -28,6 +34,8 @@ from pareto_bench.core.schema import (
 from pareto_bench.sweep.trial import DEFAULT_BODY, MEAN_TASK
 
 # Objective keys are ``{task}/{metric}``, the task or ``MEAN_TASK`` (the mean over eval tasks).
+# A sweep's AUP uses a fixed y_max (percent), so that its trials are comparable.
+FIXED_Y_MAX = 100.0
 OBJECTIVE_METRICS = ("accuracy", "tpf", "aup", "hypervolume")
 OBJECTIVE_PRESETS = {
     "accuracy_tpf": ("accuracy", "tpf"),
@@ -131,32 +139,32 @@ class EvalSpec(StrictModel):
         min_length=1, description="Registered tasks every checkpoint is evaluated on."
     )
     thresholds: list[float] = Field(
-        [0.5, 0.7, 0.9],
+        list(THRESHOLDS),
         min_length=1,
         description="Decoding thresholds tau of the evaluation (one frontier point each).",
     )
     operating_threshold: float = Field(
-        0.9,
+        OPERATING_THRESHOLD,
         ge=0.0,
         description="The threshold whose accuracy and TPF are the default objectives (added to thresholds).",
     )
     limit: int | None = Field(
         None, ge=1, description="Evaluate at most this many problems per task."
     )
-    batch_size: int = Field(32, ge=1, description="Prompts decoded together.")
+    batch_size: int = Field(EVAL_BATCH_SIZE, ge=1, description="Prompts decoded together.")
     max_new_tokens: int | None = Field(
         None, ge=1, description="Generation budget; None uses each task's default."
     )
     seed: int = Field(0, description="Evaluation seed (greedy decoding ignores it).")
     aup_y_max: float | dict[str, float] = Field(
-        100.0,
+        FIXED_Y_MAX,
         description=(
             "AUP's y_max (percent), one number or one per task. A fixed value keeps trials comparable; "
             "the report may recompute AUP with the best accuracy of any method."
         ),
     )
     hv_reference: tuple[float, float] = Field(
-        (1.0, 0.0),
+        HV_REFERENCE,
         description="Hypervolume reference point (TPF, accuracy); TPF 1 is autoregressive decoding.",
     )
 
@@ -174,7 +182,9 @@ class EvalSpec(StrictModel):
 
     def y_max(self, task: str) -> float:
         return (
-            self.aup_y_max.get(task, 100.0) if isinstance(self.aup_y_max, dict) else self.aup_y_max
+            self.aup_y_max.get(task, FIXED_Y_MAX)
+            if isinstance(self.aup_y_max, dict)
+            else self.aup_y_max
         )
 
 
@@ -285,6 +295,13 @@ class SweepSpec(StrictModel):
     recipe: str = Field(
         "lightningrl",
         description="Trainer recipe of the trials: a name in trainers/ or a YAML path.",
+    )
+    train_base: str | None = Field(
+        None,
+        description=(
+            "A trainer recipe under every trial's and baseline's recipe: the scale they all train "
+            "at, e.g. lightningrl-tiny (tiny's settings). None: the TrainConfig defaults."
+        ),
     )
     task: str = Field("synthetic", min_length=1, description="Training task (its prompts).")
     data_dir: Path | None = Field(
@@ -580,6 +597,3 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
 def resolve_spec_path(name_or_path: str | Path) -> Path:
     return resolve_named_file(name_or_path, "sweeps", what="sweep spec")
 
-
-def resolve_recipe_path(name_or_path: str, spec_path: Path | None) -> Path:
-    return resolve_named_file(name_or_path, "trainers", anchor=spec_path, what="trainer recipe")

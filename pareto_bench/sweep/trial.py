@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pareto_bench.core.defaults import EVAL_BATCH_SIZE
+from pareto_bench.core.files import EVAL_FILE
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, append_jsonl
 
 __all__ = [
@@ -34,12 +36,6 @@ DEFAULT_BODY = "pareto_bench.sweep.trial:train_and_evaluate"
 # Objective keys are ``{task}/{metric}``; ``mean`` averages a metric over the eval tasks.
 MEAN_TASK = "mean"
 
-EVAL_FILE = "eval.jsonl"
-SPEC_FILE = "trial_spec.json"
-LOG_FILE = "trial.log"  # the trial process's stderr
-TRAIN_FILE = "train.jsonl"
-CONFIG_FILE = "config.yaml"
-CHECKPOINT_DIR = "checkpoint"
 
 StepCallback = Callable[[TrainStepRecord], None]
 TrialBody = Callable[["TrialSpec", StepCallback], list[EvalRecord]]
@@ -59,7 +55,7 @@ class TrialSpec:
     config: dict[str, Any] | None = None  # resolved TrainConfig; None evaluates `model` untrained
     params: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
-    batch_size: int = 32
+    batch_size: int = EVAL_BATCH_SIZE
     max_new_tokens: int | None = None
     eval_seed: int = 0
     data_dir: str | None = None

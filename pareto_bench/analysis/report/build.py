@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pareto_bench.analysis.frontier import DEFAULT_REF, record_points, records_aup, task_curve
+from pareto_bench.analysis.frontier import record_points, records_aup, task_curve
 from pareto_bench.analysis.report import plots
 from pareto_bench.analysis.report.ablations import (
     AblationTable,
@@ -40,6 +40,7 @@ from pareto_bench.analysis.report.published import load_published, overlay_point
 from pareto_bench.analysis.report.summary import SweepSummary, summarise
 from pareto_bench.analysis.report.sweep_data import SweepData, TrialData
 from pareto_bench.analysis.report.template import ReportTemplate
+from pareto_bench.core.defaults import HV_REFERENCE
 from pareto_bench.core.records import EvalRecord
 
 # What a report does after its pages, for a progress bar (its stages: ``stages``).
@@ -405,7 +406,7 @@ def build_content(
     sweep: SweepData,
     template: ReportTemplate,
     *,
-    ref: tuple[float, float] = DEFAULT_REF,
+    ref: tuple[float, float] = HV_REFERENCE,
     n_boot: int = 1000,
     seed: int = 0,
     step: Callable[[str], None] = lambda stage: None,
@@ -478,7 +479,7 @@ def build_report(
     out: str | Path,
     template: ReportTemplate,
     *,
-    ref: tuple[float, float] = DEFAULT_REF,
+    ref: tuple[float, float] = HV_REFERENCE,
     n_boot: int = 1000,
     seed: int = 0,
     log_to_mlflow: bool = True,

@@ -23,8 +23,18 @@ from typing import Any
 import yaml
 
 from pareto_bench.analysis.report.sweep_data import SweepData, load_sweep_dir
+from pareto_bench.core.files import (
+    CONFIG_FILE,
+    EVAL_FILE,
+    REPLICATES_JSONL,
+    SPEC_YAML,
+    SWEEP_JSON,
+    TRAIN_FILE,
+    TRIALS_DIR,
+    TRIALS_JSONL,
+)
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, TrialRecord, append_jsonl
-from pareto_bench.sweep.outdir import REPLICATES_JSONL, replicate_dir_name
+from pareto_bench.sweep.outdir import replicate_dir_name
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 NUMBER_TAGS = ("trial_number", "optuna.trial_number", "optuna.trial.number", "number", "trial")
@@ -170,7 +180,7 @@ def _train_from_metrics(client: Any, run: Any) -> list[TrainStepRecord]:
 
 
 def _sweep_root(parent: Path) -> Path | None:
-    for name in ("sweep.json", "trials.jsonl"):
+    for name in (SWEEP_JSON, TRIALS_JSONL):
         found = _find(parent, name)
         if found is not None:
             return found.parent
@@ -200,15 +210,15 @@ def materialise_run(run_id: str, tracking_uri: str | None, dest: str | Path) -> 
         shutil.copytree(root, sweep)
     sweep.mkdir(parents=True, exist_ok=True)
 
-    meta_path = sweep / "sweep.json"
+    meta_path = sweep / SWEEP_JSON
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
     meta.setdefault("name", parent_run.info.run_name or run_id)
     meta.update(tracking_uri=uri, parent_run_id=run_id)  # the report goes back to this run
     meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    if not (sweep / "spec.yaml").is_file():
-        spec = _find(parent, "spec.yaml")
+    if not (sweep / SPEC_YAML).is_file():
+        spec = _find(parent, SPEC_YAML)
         if spec is not None:
-            shutil.copy(spec, sweep / "spec.yaml")
+            shutil.copy(spec, sweep / SPEC_YAML)
 
     children = client.search_runs(
         [parent_run.info.experiment_id],
@@ -222,7 +232,7 @@ def materialise_run(run_id: str, tracking_uri: str | None, dest: str | Path) -> 
 def _write_children(
     client: Any, uri: str, children: list[Any], sweep: Path, work: Path, meta: dict
 ) -> None:
-    have_trials_jsonl = (sweep / "trials.jsonl").is_file()
+    have_trials_jsonl = (sweep / TRIALS_JSONL).is_file()
     thresholds = sorted(float(t) for t in meta.get("thresholds") or [])
     numbers = [_trial_number(run) for run in children]
     next_free = max((n for n in numbers if n is not None), default=-1) + 1
@@ -230,19 +240,19 @@ def _write_children(
     for run, number in zip(children, numbers, strict=True):
         if number is None:
             number, next_free = next_free, next_free + 1
-        folder = sweep / "trials" / str(number)
+        folder = sweep / TRIALS_DIR / str(number)
         folder.mkdir(parents=True, exist_ok=True)
         artifacts = _download(run.info.run_id, uri, work / "children" / run.info.run_id)
-        for name in ("eval.jsonl", "train.jsonl", "config.yaml"):
+        for name in (EVAL_FILE, TRAIN_FILE, CONFIG_FILE):
             found = _find(artifacts, name)
             if found is not None and not (folder / name).is_file():
                 shutil.copy(found, folder / name)
-        if not (folder / "eval.jsonl").is_file():
-            append_jsonl(folder / "eval.jsonl", _evals_from_metrics(client, run, thresholds))
-        if not (folder / "train.jsonl").is_file():
+        if not (folder / EVAL_FILE).is_file():
+            append_jsonl(folder / EVAL_FILE, _evals_from_metrics(client, run, thresholds))
+        if not (folder / TRAIN_FILE).is_file():
             steps = _train_from_metrics(client, run)
             if steps:
-                append_jsonl(folder / "train.jsonl", steps)
+                append_jsonl(folder / TRAIN_FILE, steps)
         records.append(_trial_record(run, number))
         _write_replicates(client, uri, run, number, folder, work)
     if not have_trials_jsonl:  # the recorded trials.jsonl, where logged, is the better source
@@ -265,7 +275,7 @@ def _write_replicates(
         seed_dir = folder / replicate_dir_name(seed)
         seed_dir.mkdir(parents=True, exist_ok=True)
         artifacts = _download(run.info.run_id, uri, work / "children" / run.info.run_id)
-        for name in ("eval.jsonl", "train.jsonl", "config.yaml"):
+        for name in (EVAL_FILE, TRAIN_FILE, CONFIG_FILE):
             found = _find(artifacts, name)
             if found is not None:
                 shutil.copy(found, seed_dir / name)

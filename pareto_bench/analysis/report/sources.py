@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pareto_bench.analysis.report.sweep_data import SweepData, completed_replicates, load_sweep_dir
+from pareto_bench.core.files import EVAL_FILE, TRIALS_DIR
 from pareto_bench.core.records import EvalRecord, read_jsonl
 
 MLFLOW_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -64,7 +65,7 @@ def _from_file(path: Path) -> Source:
     models = list(dict.fromkeys(r.model for r in records))
     if len(models) <= 1:
         replicates = (
-            completed_replicates(path.parent, [], path.parent) if path.name == "eval.jsonl" else {}
+            completed_replicates(path.parent, [], path.parent) if path.name == EVAL_FILE else {}
         )
         return Source(label, [Curve(label, records)], [replicates[s] for s in sorted(replicates)])
     # One file may hold several models' records: each model is its own curve.
@@ -75,9 +76,9 @@ def _from_file(path: Path) -> Source:
 def _file_label(path: Path) -> str:
     """``runs/x/trials/3/eval.jsonl`` -> ``x/trial 3``; other files go by their stem."""
     folder = path.resolve().parent
-    if path.name == "eval.jsonl" and folder.parent.name == "trials":
+    if path.name == EVAL_FILE and folder.parent.name == TRIALS_DIR:
         return f"{folder.parent.parent.name}/trial {folder.name}"
-    if path.name == "eval.jsonl":
+    if path.name == EVAL_FILE:
         return folder.name
     return path.stem
 
@@ -88,8 +89,8 @@ def load_source(argument: str, tracking_uri: str | None = None) -> Source:
     if path.is_file():
         return _from_file(path)
     if path.is_dir():
-        if (path / "eval.jsonl").is_file() and not (path / "trials").is_dir():
-            return _from_file(path / "eval.jsonl")
+        if (path / EVAL_FILE).is_file() and not (path / TRIALS_DIR).is_dir():
+            return _from_file(path / EVAL_FILE)
         return _from_sweep(load_sweep_dir(path), path.name)
     if MLFLOW_RUN_ID.match(argument):
         from pareto_bench.analysis.report.mlflow_source import load_mlflow_run

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pareto_bench.analysis.frontier import (
-    DEFAULT_REF,
+    HV_REFERENCE,
     ReplicatedComparison,
     TaskComparison,
     compare,
@@ -112,7 +112,7 @@ def _clause(
 def summarise(
     sweep: SweepData,
     *,
-    ref: tuple[float, float] = DEFAULT_REF,
+    ref: tuple[float, float] = HV_REFERENCE,
     n_boot: int = 1000,
     seed: int = 0,
     baseline: str = BASE_BASELINE,

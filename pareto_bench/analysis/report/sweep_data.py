@@ -17,8 +17,16 @@ import yaml
 from numpy.typing import NDArray
 
 from pareto_bench.analysis.frontier import record_points, records_aup, task_curve
+from pareto_bench.core.files import (
+    EVAL_FILE,
+    REPLICATES_JSONL,
+    SWEEP_JSON,
+    TRAIN_FILE,
+    TRIALS_DIR,
+    TRIALS_JSONL,
+)
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
-from pareto_bench.sweep.outdir import REPLICATES_JSONL, replicate_dir_name
+from pareto_bench.sweep.outdir import replicate_dir_name
 
 R = TypeVar("R")
 
@@ -164,8 +172,8 @@ def load_sweep_dir(path: str | Path) -> SweepData:
         raise FileNotFoundError(
             f"{root}: no such sweep directory; pass the output directory of `pareto-bench sweep`"
         )
-    trials_dir = root / "trials"
-    if not any((root / name).exists() for name in ("sweep.json", "trials.jsonl", "trials")):
+    trials_dir = root / TRIALS_DIR
+    if not any((root / name).exists() for name in (SWEEP_JSON, TRIALS_JSONL, TRIALS_DIR)):
         raise FileNotFoundError(
             f"{root}: not a sweep directory (no sweep.json, trials.jsonl or trials/); pass the "
             "output directory of `pareto-bench sweep`"
@@ -193,13 +201,13 @@ def load_sweep_dir(path: str | Path) -> SweepData:
         trials.append(
             TrialData(
                 record=latest[number],
-                evals=_read_records(folder / "eval.jsonl", EvalRecord, warnings, root),
-                train=_read_records(first / "train.jsonl", TrainStepRecord, warnings, root),
+                evals=_read_records(folder / EVAL_FILE, EvalRecord, warnings, root),
+                train=_read_records(first / TRAIN_FILE, TrainStepRecord, warnings, root),
                 config_text=config.read_text(encoding="utf-8") if config.is_file() else "",
                 replicates=replicates,
                 replicate_train={
                     s: _read_records(
-                        folder / replicate_dir_name(s) / "train.jsonl",
+                        folder / replicate_dir_name(s) / TRAIN_FILE,
                         TrainStepRecord,
                         warnings,
                         root,

@@ -17,7 +17,17 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pareto_bench.analysis.frontier import DEFAULT_REF, aup, hypervolume, record_points
+from pareto_bench.analysis.frontier import aup, hypervolume, record_points
+from pareto_bench.core.defaults import HV_REFERENCE, OPERATING_THRESHOLD
+from pareto_bench.core.files import (
+    CONFIG_FILE,
+    EVAL_FILE,
+    SPEC_YAML,
+    SWEEP_JSON,
+    TRAIN_FILE,
+    TRIALS_DIR,
+    TRIALS_JSONL,
+)
 from pareto_bench.core.records import (
     EvalRecord,
     SampleResult,
@@ -25,8 +35,6 @@ from pareto_bench.core.records import (
     TrialRecord,
     append_jsonl,
 )
-
-OPERATING_THRESHOLD = 0.9
 
 
 def _sigmoid(x: float) -> float:
@@ -104,7 +112,7 @@ def _objectives(records: list[EvalRecord]) -> dict[str, float]:
         objectives[f"{task}/accuracy"] = op.accuracy
         objectives[f"{task}/tpf"] = op.tpf
         objectives[f"{task}/aup"] = aup(points, 100.0)
-        objectives[f"{task}/hypervolume"] = hypervolume(points, DEFAULT_REF)
+        objectives[f"{task}/hypervolume"] = hypervolume(points, HV_REFERENCE)
     return objectives
 
 
@@ -177,7 +185,7 @@ def write_synthetic_sweep(
             "advantage": {"type": "categorical", "choices": ["batch", "group"]},
         },
     }
-    (out / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    (out / SPEC_YAML).write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     meta = {
         "name": name,
         "spec_path": f"sweeps/{name}.yaml",
@@ -191,7 +199,7 @@ def write_synthetic_sweep(
         "code_version": "synthetic",
         "created": "2026-01-01T00:00:00+00:00",
     }
-    (out / "sweep.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    (out / SWEEP_JSON).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     plans = [("base", "baseline", {}, 0.4, 0.7), ("grpo", "baseline", {}, 1.0, 0.6)]
     for i in range(trials):
@@ -207,17 +215,17 @@ def write_synthetic_sweep(
 
     records = []
     for number, (trial_name, kind, params, skill, speed) in enumerate(plans):
-        folder = out / "trials" / str(number)
+        folder = out / TRIALS_DIR / str(number)
         trial_seed = int(seeds[number % len(seeds)])
         running = TrialRecord(number, kind, trial_name, "RUNNING", params, seed=trial_seed)
-        append_jsonl(out / "trials.jsonl", [running])
+        append_jsonl(out / TRIALS_JSONL, [running])
         if kind == "trial":
-            (folder / "config.yaml").parent.mkdir(parents=True, exist_ok=True)
-            (folder / "config.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+            (folder / CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
+            (folder / CONFIG_FILE).write_text(yaml.safe_dump(params), encoding="utf-8")
         failed = kind == "trial" and failed_every > 0 and number % failed_every == 0
         steps = _train_steps(rng, train_steps // 2 if failed else train_steps, skill, speed)
         if trial_name != "base":
-            append_jsonl(folder / "train.jsonl", steps)
+            append_jsonl(folder / TRAIN_FILE, steps)
         if failed:
             done = TrialRecord(number, kind, trial_name, "FAIL", params, seed=trial_seed,
                                failure_reason=f"TrainingDiverged: NaN loss at step {len(steps) + 1}",
@@ -228,10 +236,10 @@ def write_synthetic_sweep(
                 for task in tasks
                 for r in _eval_records(rng, task, thresholds, skill, speed, problems)
             ]
-            append_jsonl(folder / "eval.jsonl", evals)
+            append_jsonl(folder / EVAL_FILE, evals)
             done = TrialRecord(number, kind, trial_name, "COMPLETE", params, _objectives(evals),
                                seed=trial_seed, wall_time=120.0)  # fmt: skip
-        append_jsonl(out / "trials.jsonl", [done])
+        append_jsonl(out / TRIALS_JSONL, [done])
         records.append(done)
     _write_study(out, name, tasks, records)
     return out

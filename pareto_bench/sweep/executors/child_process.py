@@ -20,15 +20,13 @@ from typing import Any
 
 from pydantic import Field
 
+from pareto_bench.core.files import EVAL_FILE, TRIAL_LOG_FILE, TRIAL_SPEC_FILE
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, from_dict, read_jsonl
 from pareto_bench.core.registry import lazy
 from pareto_bench.core.schema import StrictModel
 from pareto_bench.sweep.executors import EXECUTORS, SLOT_ENV
 from pareto_bench.sweep.trial import (
     DEFAULT_BODY,
-    EVAL_FILE,
-    LOG_FILE,
-    SPEC_FILE,
     StepCallback,
     TrialFailed,
     TrialSpec,
@@ -63,7 +61,7 @@ def visible_gpus() -> list[str]:
 
 @EXECUTORS.register("subprocess")
 class SubprocessExecutor:
-    """Runs ``python -m pareto_bench.sweep.child BODY SPEC_FILE`` (under ``torchrun`` for
+    """Runs ``python -m pareto_bench.sweep.child BODY TRIAL_SPEC_FILE`` (under ``torchrun`` for
     several processes): the spec is a JSON file in the trial directory, events (one JSON object
     per line: ``step``, then ``done`` or ``failed``) come back on stdout, from rank 0 (and
     ``failed`` from any rank)."""
@@ -98,7 +96,7 @@ class SubprocessExecutor:
 
     def run(self, spec: TrialSpec, on_step: StepCallback) -> list[EvalRecord]:
         os.makedirs(spec.trial_dir, exist_ok=True)
-        spec_file = os.path.join(spec.trial_dir, SPEC_FILE)
+        spec_file = os.path.join(spec.trial_dir, TRIAL_SPEC_FILE)
         with open(spec_file, "w") as f:
             json.dump(spec.to_dict(), f)
         proc = subprocess.Popen(
@@ -118,7 +116,7 @@ class SubprocessExecutor:
             ),
             threading.Thread(
                 target=_keep_log,
-                args=(proc.stderr, stderr_tail, os.path.join(spec.trial_dir, LOG_FILE)),
+                args=(proc.stderr, stderr_tail, os.path.join(spec.trial_dir, TRIAL_LOG_FILE)),
                 daemon=True,
             ),
         ]

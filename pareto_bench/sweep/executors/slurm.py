@@ -22,13 +22,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from pareto_bench.core.files import TRAIN_FILE
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, from_dict, to_dict
 from pareto_bench.core.registry import lazy
 from pareto_bench.core.schema import StrictModel
 from pareto_bench.sweep.executors import EXECUTORS
 from pareto_bench.sweep.trial import (
     DEFAULT_BODY,
-    TRAIN_FILE,
     StepCallback,
     TrialFailed,
     TrialSpec,
