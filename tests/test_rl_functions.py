@@ -10,26 +10,21 @@ import pytest
 import torch
 
 from pareto_bench.rl import config as rl_config
-from pareto_bench.rl.advantages import ADVANTAGES, compute_advantages
-from pareto_bench.rl.config import LossConfig, RewardConfig, TrainConfig
-from pareto_bench.rl.filtering import drop_reason, fill_batch
-from pareto_bench.rl.losses import (
-    KL_ESTIMATORS,
-    REDUCTIONS,
+from pareto_bench.rl.config import FilterConfig, LossConfig, RewardConfig
+from pareto_bench.rl.step import (
+    accuracy_reward,
     clipped_surrogate,
+    combine_rewards,
+    compute_advantages,
+    drop_reason,
+    fill_batch,
     kl_estimate,
     lightningrl_loss,
     log_ratio,
+    minmax,
     nll_on_correct,
     ratio,
     reduce,
-)
-from pareto_bench.rl.rewards import (
-    ACC_NORMS,
-    TPF_NORMS,
-    accuracy_reward,
-    combine_rewards,
-    minmax,
     speed_reward,
     zscore,
 )
@@ -47,26 +42,27 @@ def close(actual: torch.Tensor, expected: torch.Tensor | list, atol: float = 1e-
     )
 
 
-# --------------------------------------------------------------------------- registries
+# --------------------------------------------------------------------------- config choices
 
 
 @pytest.mark.parametrize(
-    ("choice_type", "registry"),
+    ("choices", "apply"),
     [
-        (rl_config.TpfNorm, TPF_NORMS),
-        (rl_config.AccNorm, ACC_NORMS),
-        (rl_config.AdvantageMode, ADVANTAGES),
-        (rl_config.KlEstimator, KL_ESTIMATORS),
-        (rl_config.Reduction, REDUCTIONS),
+        (rl_config.TpfNorm, lambda c: speed_reward(t([1.0, 2.0]), c)),
+        (rl_config.AccNorm, lambda c: accuracy_reward(t([1.0, 0.0]), c)),
+        (rl_config.AdvantageMode, lambda c: compute_advantages(t([1.0, 2.0]), c)),
+        (rl_config.KlEstimator, lambda c: kl_estimate(t([-0.5]), t([-0.7]), c)),
+        (
+            rl_config.Reduction,
+            lambda c: reduce(t([1.0, 2.0]), torch.ones(1, 2, dtype=torch.bool), c),
+        ),
     ],
 )
-def test_config_choices_are_exactly_the_registered_names(choice_type, registry) -> None:
-    assert sorted(get_args(choice_type)) == registry.names()
-
-
-def test_unknown_name_lists_the_valid_ones() -> None:
-    with pytest.raises(KeyError, match="Did you mean 'zscore'"):
-        speed_reward(t([1.0, 2.0]), "zscor")  # type: ignore[arg-type]
+def test_every_config_choice_is_implemented_and_no_other(choices, apply) -> None:
+    for choice in get_args(choices):
+        assert torch.isfinite(apply(choice)).all(), choice
+    with pytest.raises(ValueError, match="expected"):
+        apply("unknown")
 
 
 # --------------------------------------------------------------------------- rewards
@@ -103,11 +99,11 @@ def test_speed_reward_every_norm() -> None:
 
 
 def test_accuracy_reward_plus_minus_one_and_code_pass_rate() -> None:
-    close(accuracy_reward(t([1.0, 0.0], [1.0, 1.0])), [[1.0, -1.0], [1.0, 1.0]])
+    close(accuracy_reward(t([1.0, 0.0], [1.0, 1.0]), "plus_minus_one"), [[1.0, -1.0], [1.0, 1.0]])
     # Code: pass rate p -> 2p - 1, so 0.75 -> 0.5, 0.25 -> -0.5.
-    close(accuracy_reward(t([0.75, 0.25])), [[0.5, -0.5]])
+    close(accuracy_reward(t([0.75, 0.25]), "plus_minus_one"), [[0.5, -0.5]])
     # Booleans from the verifier are accepted as scores.
-    close(accuracy_reward(torch.tensor([[True, False]])), [[1.0, -1.0]])
+    close(accuracy_reward(torch.tensor([[True, False]]), "plus_minus_one"), [[1.0, -1.0]])
 
 
 def test_accuracy_reward_zscore_within_group() -> None:
@@ -125,7 +121,7 @@ def test_single_trajectory_groups() -> None:
 def test_combine_rewards_decoupled() -> None:
     score = t([1.0, 0.0], [0.0, 0.0])
     tpf = t([2.0, 4.0], [3.0, 5.0])
-    r = combine_rewards(score, tpf, tpf_weight=0.5)
+    r = combine_rewards(score, tpf, RewardConfig(tpf_weight=0.5))
     # acc = [[1, -1], [-1, -1]]; tpf z = [[-1, 1], [-1, 1]]; total = acc + 0.5 * tpf z.
     close(r.acc, [[1.0, -1.0], [-1.0, -1.0]])
     close(r.tpf, [[-1.0, 1.0], [-1.0, 1.0]])
@@ -136,29 +132,28 @@ def test_combine_rewards_not_decoupled_is_the_raw_sum() -> None:
     score = t([1.0, 0.0], [0.0, 0.0])
     tpf = t([2.0, 4.0], [3.0, 5.0])
     # (2*score - 1) + 0.5 * tpf = [[1 + 1, -1 + 2], [-1 + 1.5, -1 + 2.5]]; norms are ignored.
-    r = combine_rewards(
-        score, tpf, tpf_weight=0.5, tpf_norm="minmax", acc_norm="zscore", decoupled=False
-    )
+    config = RewardConfig(tpf_weight=0.5, tpf_norm="minmax", acc_norm="zscore", decoupled=False)
+    r = combine_rewards(score, tpf, config)
     close(r.total, [[2.0, 1.0], [0.5, 1.5]])
     close(r.tpf, [[2.0, 4.0], [3.0, 5.0]])
 
 
 def test_zero_tpf_weight_is_accuracy_only() -> None:
     score = t([1.0, 0.0])
-    r = combine_rewards(score, t([2.0, 9.0]), tpf_weight=0.0)
+    r = combine_rewards(score, t([2.0, 9.0]), RewardConfig(tpf_weight=0.0))
     close(r.total, [[1.0, -1.0]])
 
 
-def test_combine_rewards_takes_the_reward_config_fields() -> None:
-    r = combine_rewards(t([1.0, 0.0]), t([2.0, 4.0]), **RewardConfig().model_dump())
+def test_combine_rewards_defaults_are_the_reward_config_s() -> None:
+    r = combine_rewards(t([1.0, 0.0]), t([2.0, 4.0]), RewardConfig())
     close(r.total, [[0.0, 0.0]])  # [1, -1] + 1.0 * [-1, 1]
 
 
 def test_reward_shapes_are_checked() -> None:
     with pytest.raises(ValueError, match=r"\[num_groups, G\]"):
-        combine_rewards(torch.ones(4), torch.ones(4))
+        combine_rewards(torch.ones(4), torch.ones(4), RewardConfig())
     with pytest.raises(ValueError, match="same shape"):
-        combine_rewards(torch.ones(2, 3), torch.ones(3, 2))
+        combine_rewards(torch.ones(2, 3), torch.ones(3, 2), RewardConfig())
 
 
 # --------------------------------------------------------------------------- advantages
@@ -183,7 +178,7 @@ def test_group_centered_advantages_keep_the_scale() -> None:
 
 def test_batch_advantages_have_zero_mean_unit_std() -> None:
     rewards = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    adv = compute_advantages(rewards)
+    adv = compute_advantages(rewards, "batch")
     assert abs(float(adv.mean())) < 1e-12
     assert abs(float(adv.std(correction=0)) - 1.0) < 1e-12
 
@@ -203,18 +198,25 @@ def test_batch_std_is_floored() -> None:
 
 
 def test_drop_reason_rules() -> None:
-    assert drop_reason([False, False], [1.0, 2.0]) == "all_wrong"
-    assert drop_reason([True, False], [2.0, 2.005]) == "flat_tpf"  # range 0.005 < 0.01
-    assert drop_reason([True, False], [2.0, 2.0]) == "flat_tpf"
-    assert drop_reason([True, False], [2.0, 2.02]) is None
-    assert drop_reason([True, True], [2.0, 3.0]) is None  # all correct is kept: TPF still contrasts
-    assert drop_reason([False, False], [2.0, 2.0]) == "all_wrong"  # all-wrong wins when both apply
+    assert drop_reason([False, False], [1.0, 2.0], FilterConfig()) == "all_wrong"
+    assert (
+        drop_reason([True, False], [2.0, 2.005], FilterConfig()) == "flat_tpf"
+    )  # range 0.005 < 0.01
+    assert drop_reason([True, False], [2.0, 2.0], FilterConfig()) == "flat_tpf"
+    assert drop_reason([True, False], [2.0, 2.02], FilterConfig()) is None
+    assert (
+        drop_reason([True, True], [2.0, 3.0], FilterConfig()) is None
+    )  # all correct is kept: TPF still contrasts
+    assert (
+        drop_reason([False, False], [2.0, 2.0], FilterConfig()) == "all_wrong"
+    )  # all-wrong wins when both apply
 
 
 def test_drop_reason_switches() -> None:
-    assert drop_reason([False, False], [1.0, 2.0], drop_all_wrong=False) is None
-    assert drop_reason([True, False], [2.0, 2.0], min_tpf_range=0.0) is None
-    assert drop_reason([True, False], [2.0, 2.3], min_tpf_range=0.5) == "flat_tpf"
+    assert drop_reason([False, False], [1.0, 2.0], FilterConfig(drop_all_wrong=False)) is None
+    assert drop_reason([True, False], [2.0, 2.0], FilterConfig(min_tpf_range=0.0)) is None
+    assert drop_reason([True, False], [2.0, 2.3], FilterConfig(min_tpf_range=0.5)) == "flat_tpf"
+    assert drop_reason([False, False], [2.0, 2.0], FilterConfig(enabled=False)) is None
 
 
 @dataclass
@@ -244,7 +246,7 @@ class ScriptedRollout:
 
 
 def reason(group: Group) -> str | None:
-    return drop_reason(group.correct, group.tpf)
+    return drop_reason(group.correct, group.tpf, FilterConfig())
 
 
 def test_fill_batch_refills_until_full() -> None:
@@ -382,7 +384,7 @@ def test_nll_uses_only_verifier_correct_sequences() -> None:
 
 def test_nll_is_zero_without_correct_sequences() -> None:
     logp = t([-1.0, -2.0]).requires_grad_()
-    out = nll_on_correct(logp, torch.ones(1, 2, dtype=torch.bool), torch.tensor([False]))
+    out = nll_on_correct(logp, torch.ones(1, 2, dtype=torch.bool), torch.tensor([False]), "tok")
     assert float(out.detach()) == 0.0
     out.backward()  # the graph survives
 
@@ -405,7 +407,7 @@ def combined_case() -> dict[str, torch.Tensor]:
 
 def test_lightningrl_loss_hand_values_and_gradient() -> None:
     case = combined_case()
-    terms = lightningrl_loss(**case)
+    terms = lightningrl_loss(**case, terms=LossConfig())
     # policy (seq): per token -rho*A -> sequence means -1 and +1 -> 0.
     # kl (tok, k3): ln 2 - 0.5 on every token.  nll (tok, correct only): mean(1, 1, 1) = 1.
     close(terms.policy_loss, 0.0)
@@ -421,15 +423,17 @@ def test_lightningrl_loss_hand_values_and_gradient() -> None:
 
 
 def test_lightningrl_loss_reductions_switch_per_term() -> None:
-    terms = lightningrl_loss(**combined_case(), policy_reduction="tok", nll_reduction="seq")
+    terms = lightningrl_loss(
+        **combined_case(), terms=LossConfig(policy_reduction="tok", nll_reduction="seq")
+    )
     close(terms.policy_loss, -0.5)  # (-1 - 1 - 1 + 1) / 4 tokens
     close(terms.nll, 1.0)  # one correct sequence with mean 1
     case = combined_case()
     case["logp_ref"] = case["logp"].detach() - torch.tensor(
         [[0.0, 0.0, 0.0], [LN2, 0.0, 0.0]], dtype=torch.float64
     )
-    close(lightningrl_loss(**case, kl_reduction="tok").kl, (LN2 - 0.5) / 4)
-    close(lightningrl_loss(**case, kl_reduction="seq").kl, (LN2 - 0.5) / 2)
+    close(lightningrl_loss(**case, terms=LossConfig(kl_reduction="tok")).kl, (LN2 - 0.5) / 4)
+    close(lightningrl_loss(**case, terms=LossConfig(kl_reduction="seq")).kl, (LN2 - 0.5) / 2)
 
 
 def test_lightningrl_loss_clip_fraction_and_token_advantages() -> None:
@@ -438,40 +442,28 @@ def test_lightningrl_loss_clip_fraction_and_token_advantages() -> None:
         [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64
     )
     # rho = e on token (0, 0) with A = +1: the upper clip binds on 1 of the 4 response tokens.
-    terms = lightningrl_loss(**case)
+    terms = lightningrl_loss(**case, terms=LossConfig())
     close(terms.clip_fraction, 0.25)
     # [B, T] advantages give the same result as [B].
     case["advantages"] = case["advantages"].unsqueeze(-1).expand(2, 3)
-    close(lightningrl_loss(**case).loss, terms.loss)
+    close(lightningrl_loss(**case, terms=LossConfig()).loss, terms.loss)
 
 
 def test_lightningrl_loss_switches_off_terms() -> None:
     case = combined_case()
     case["logp_ref"] = None
-    terms = lightningrl_loss(**case, kl_beta=0.0, nll_weight=0.0)
+    terms = lightningrl_loss(**case, terms=LossConfig(kl_beta=0.0, nll_weight=0.0))
     close(terms.kl, 0.0)
     close(terms.loss, terms.policy_loss)
     with pytest.raises(ValueError, match="logp_ref"):
-        lightningrl_loss(**case, kl_beta=0.01)
-
-
-def test_lightningrl_loss_takes_the_loss_config_fields() -> None:
-    """Every LossConfig field but where the reference lives is a term's option, and the trainer
-    passes them all; the defaults agree."""
-    from pareto_bench.rl.trainer import _loss_options
-
-    config = TrainConfig()
-    assert set(_loss_options(config)) == set(LossConfig.model_fields) - {"reference_device"}
-    defaults = lightningrl_loss(**combined_case())
-    from_config = lightningrl_loss(**combined_case(), **_loss_options(config))
-    close(from_config.loss, defaults.loss)
+        lightningrl_loss(**case, terms=LossConfig(kl_beta=0.01))
 
 
 def test_lightningrl_loss_stays_finite_far_off_policy() -> None:
     case = combined_case()
     case["logp_old"] = case["logp"].detach() - 500.0
     case["logp_ref"] = case["logp"].detach() + 500.0
-    terms = lightningrl_loss(**case)
+    terms = lightningrl_loss(**case, terms=LossConfig())
     assert torch.isfinite(terms.loss)
     terms.loss.backward()
     assert bool(torch.isfinite(case["logp"].grad).all())
@@ -481,4 +473,4 @@ def test_lightningrl_loss_checks_shapes() -> None:
     case = combined_case()
     case["advantages"] = torch.ones(1, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"reshape\(-1\)"):
-        lightningrl_loss(**case)
+        lightningrl_loss(**case, terms=LossConfig())

@@ -13,7 +13,9 @@ from pareto_bench.core.records import TrainStepRecord, read_jsonl
 from pareto_bench.dllm.likelihood import Scorer
 from pareto_bench.dllm.models import load_model
 from pareto_bench.dllm.sampler import generate
-from pareto_bench.rl.trainer import LossInputs, Replay, accumulate_gradients, train
+from pareto_bench.rl.replay import Replay
+from pareto_bench.rl.step import LossInputs, accumulate_gradients
+from pareto_bench.rl.trainer import train
 
 
 def config_with(*overrides: str):
@@ -63,7 +65,7 @@ def test_micro_batched_update_equals_the_whole_batch_update(random_tiny, reducti
         config = config_with(f"optim.micro_batch_size={micro_batch_size}", *overrides)
         replay = Replay(trajectories, config, lm, block_size=4)
         lm.model.zero_grad(set_to_none=True)
-        terms, _ = accumulate_gradients(
+        terms = accumulate_gradients(
             Scorer(lm.model), replay, list(range(8)), inputs, config, torch.float64
         )
         return terms, [p.grad.clone() for p in lm.model.parameters()]
@@ -180,13 +182,11 @@ def test_rollout_in_chunks_of_batch_size_equals_one_call(random_tiny):
 
 @pytest.mark.parametrize("kl_beta, loads", [(0.0, 1), (0.01, 2)])
 def test_the_reference_is_loaded_only_when_the_kl_term_is_on(tmp_path, monkeypatch, kl_beta, loads):
-    from pareto_bench.rl import trainer as trainer_module
+    from pareto_bench.rl import run as run_module
 
     calls = []
-    real = trainer_module.load_model
-    monkeypatch.setattr(
-        trainer_module, "load_model", lambda *a, **k: calls.append(k) or real(*a, **k)
-    )
+    real = run_module.load_model
+    monkeypatch.setattr(run_module, "load_model", lambda *a, **k: calls.append(k) or real(*a, **k))
     train(config_with(f"loss.kl_beta={kl_beta}"), out_dir=tmp_path, progress=False)
     assert len(calls) == loads
     if kl_beta:
@@ -195,10 +195,10 @@ def test_the_reference_is_loaded_only_when_the_kl_term_is_on(tmp_path, monkeypat
 
 def test_the_likelihood_replays_with_the_block_size_the_rollout_decoded_with(tmp_path, monkeypatch):
     """rollout.block_size 4 on tiny (block 8): the replay uses 4, so every view is a 4-slot block."""
-    from pareto_bench.rl import trainer as trainer_module
+    from pareto_bench.rl import step as step_module
 
     seen = []
-    real = trainer_module.Replay
+    real = step_module.Replay
 
     def spy(trajectories, config, policy, block_size):
         replay = real(trajectories, config, policy, block_size)
@@ -207,7 +207,7 @@ def test_the_likelihood_replays_with_the_block_size_the_rollout_decoded_with(tmp
         )
         return replay
 
-    monkeypatch.setattr(trainer_module, "Replay", spy)
+    monkeypatch.setattr(step_module, "Replay", spy)
     train(
         config_with("rollout.block_size=4", "filter.enabled=false"),
         out_dir=tmp_path,

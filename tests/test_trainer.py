@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pareto_bench.cli import app
 from pareto_bench.core.records import TrainStepRecord, read_jsonl
 from pareto_bench.dllm.models import load_model
-from pareto_bench.rl import trainer as trainer_module
+from pareto_bench.rl import step as step_module
 from pareto_bench.rl.config import load_recipe
 from pareto_bench.rl.trainer import TrainingDiverged, train
 
@@ -65,7 +65,7 @@ def test_resume_is_exact(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypatch):
-    real = trainer_module.lightningrl_loss
+    real = step_module.lightningrl_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -81,7 +81,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, mo
             )
         return terms
 
-    monkeypatch.setattr(trainer_module, "lightningrl_loss", poisoned)
+    monkeypatch.setattr(step_module, "lightningrl_loss", poisoned)
     with pytest.raises(TrainingDiverged, match="last good checkpoint"):
         train(small_config("filter.enabled=false", steps=3), out_dir=tmp_path, progress=False)
     state = torch.load(tmp_path / "checkpoint" / "trainer_state.pt", weights_only=True)

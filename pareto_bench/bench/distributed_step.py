@@ -31,7 +31,8 @@ def local_bytes(tensors) -> int:
 
 def main(argv: list[str]) -> None:
     from pareto_bench.bench.sdar_shaped import SDAR_BLOCK, rl_step_config
-    from pareto_bench.rl.trainer import TrainingRun, train_step
+    from pareto_bench.rl.run import TrainingRun
+    from pareto_bench.rl.step import train_step
 
     out, checkpoint, tokens, *rest = argv
     overrides = tuple(v for k, v in zip(rest[::2], rest[1::2], strict=True) if k == "--set")

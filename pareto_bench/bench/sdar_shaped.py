@@ -20,7 +20,7 @@ from pareto_bench.dllm.tokenizer import build_char_tokenizer
 SDAR_VOCAB = 151_936
 SDAR_BLOCK = 32
 QWEN_ENDOFTEXT = 151_643
-# SDAR-1.7B: 28 layers, hidden 2048 (SCALE.md), Qwen3-1.7B's heads and MLP.
+# SDAR-1.7B: 28 layers, hidden 2048, Qwen3-1.7B's heads and MLP.
 SDAR_1_7B = {
     "hidden_size": 2048,
     "num_hidden_layers": 28,

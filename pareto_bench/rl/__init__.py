@@ -1,16 +1,11 @@
 """LightningRL: GRPO for block-wise dLLMs with a speed reward, decoupled normalisation,
-TPF-aware filtering and an NLL anchor on verifier-correct trajectories (``LIGHTNINGRL.md``).
-
-Modules, each owning one thing:
+TPF-aware filtering and an NLL anchor on verifier-correct trajectories (docs/LIGHTNINGRL.md).
 
 - ``config``: ``TrainConfig``, the one typed source of every training default, and ``load_recipe``.
-- ``rewards``: accuracy and speed rewards, normalised per reward within prompt groups.
-- ``advantages``: rewards -> advantages (batch, group or group-centred), broadcast to tokens.
-- ``filtering``: the group filter and the refill loop that keeps the batch full.
-- ``losses``: clipped surrogate, KL estimators, NLL, reductions, and the combined loss.
-
-Shape convention shared by ``rewards``, ``advantages`` and ``filtering``: per-trajectory values
-are ``[num_groups, G]`` tensors, row i holding prompt i's G trajectories. ``.reshape(-1)`` gives
-the group-major ``[B]`` order (``B = num_groups * G``) used by the ``[B, T]`` token tensors of
-``losses``.
+- ``step``: one RL step, top to bottom, with its rewards, advantages, filter and loss.
+- ``rollout``: G trajectories per prompt through the sampler, scored while the next decode.
+- ``replay``: the kept trajectories laid out for the block-diffusion likelihood.
+- ``run``: what a training run holds across steps, and how it starts.
+- ``trainer``: the loop of steps, with records, checkpoints and evaluations.
+- ``distributed``: DDP and FSDP wrapping, gradient sync, full state dicts.
 """

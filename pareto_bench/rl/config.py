@@ -1,5 +1,5 @@
 """``TrainConfig``: the one typed config of an RL training run, and the single source of its
-defaults. The defaults are the paper's LightningRL (``LIGHTNINGRL.md``), scaled to the ``tiny``
+defaults. The defaults are the paper's LightningRL (docs/LIGHTNINGRL.md), scaled to the ``tiny``
 model; a recipe in ``trainers/`` only lists what differs from them.
 
 This module stays free of torch so that reading a recipe is cheap. The ``Literal`` choice types
