@@ -1,4 +1,4 @@
-"""The sampler against DESIGN.md "Decoding": an independent reference and the six invariants."""
+"""The sampler against docs/DESIGN.md "Decoding": an independent reference and the six invariants."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Block-wise confidence-threshold decoding, with TPF and ``step_map`` counted exactly.
 
-The semantics are DESIGN.md "Decoding". In short, for each prompt of length P:
+The semantics are docs/DESIGN.md, "Decoding". In short, for each prompt of length P:
 
 - blocks are aligned at the first token; the first generated block is the rest of the prompt's
   last block, and generation stops at position ``P + max_new_tokens``;

@@ -596,4 +596,3 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 def resolve_spec_path(name_or_path: str | Path) -> Path:
     return resolve_named_file(name_or_path, "sweeps", what="sweep spec")
-
