@@ -98,6 +98,37 @@ def test_a_cycle_is_found():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+# docs/ARCHITECTURE.md, "Layout": each package imports only those before it.
+LAYERS = (
+    "core",
+    "execution",
+    "tasks",
+    "dllm",
+    "evaluate",
+    "rl",
+    "tracking",
+    "analysis",
+    "sweep",
+    "bench",
+    "cli",
+    "__main__",
+)
+
+
+def test_packages_import_only_the_layers_below():
+    modules = _modules()
+    upward = set()
+    for name, path in modules.items():
+        own = name.split(".")[1] if "." in name else None
+        if own is None:
+            continue
+        for target in _imports(name, path, modules):
+            other = target.split(".")[1] if "." in target else None
+            if other and other != own and LAYERS.index(other) > LAYERS.index(own):
+                upward.add(f"{name} -> {target}")
+    assert sorted(upward) == []
+
+
 def test_architecture_names_every_package():
     """The layout section of ARCHITECTURE.md lists exactly the package's sub-packages and
     top-level modules."""

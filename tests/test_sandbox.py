@@ -25,8 +25,8 @@ from pareto_bench.execution import sandbox
 from pareto_bench.execution.codec import Opaque, decode, encode
 from pareto_bench.execution.judge import AssertTests, Oracle
 from pareto_bench.execution.sandbox import Call, Limits, Program, Returned, Status
-from pareto_bench.execution.scoring import CodeTask, DiffTests
 from pareto_bench.tasks.base import Problem
+from pareto_bench.tasks.code_scoring import CodeTask, DiffTests
 
 SECRET = "s3cret-token-value"
 GOOD = "def add(a, b):\n    return a + b\n"

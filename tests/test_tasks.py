@@ -10,9 +10,9 @@ import shutil
 
 import pytest
 
-from pareto_bench.execution.scoring import extract_code, pass_at_k, pass_at_k_report
 from pareto_bench.tasks import TASKS, Task, TaskDataError, get_task
 from pareto_bench.tasks.base import training_task_name
+from pareto_bench.tasks.code_scoring import extract_code, pass_at_k, pass_at_k_report
 from pareto_bench.tasks.gsm8k import GSM8K, gold_answer
 from pareto_bench.tasks.math_scoring import corrupt_answer, last_boxed
 

@@ -21,6 +21,7 @@ Conventions, the same in every function:
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -52,6 +53,7 @@ __all__ = [
     "hypervolume",
     "pareto_front",
     "record_points",
+    "combine",
     "default_y_max",
     "records_aup",
     "task_curve",
@@ -604,6 +606,12 @@ class ReplicatedComparison:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def combine(values: Sequence[float], how: str) -> float:
+    """The seed replicates' ``median`` or ``mean`` (a sweep's ``replicates.aggregate``) of one
+    value."""
+    return float(statistics.median(values) if how == "median" else statistics.fmean(values))
 
 
 def _combine(values: NDArray[np.float64], aggregate: Aggregate) -> NDArray[np.float64]:

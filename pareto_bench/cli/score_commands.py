@@ -136,7 +136,7 @@ def _verdict_fields(verdict: Any) -> dict[str, Any]:
 def summarise(
     task: Any, problems: list[Any], verdicts: list[Any], total_problems: int
 ) -> dict[str, Any]:
-    from pareto_bench.execution.scoring import pass_at_k_report
+    from pareto_bench.tasks.code_scoring import pass_at_k_report
 
     by_problem: dict[str, list[bool]] = defaultdict(list)
     for problem, verdict in zip(problems, verdicts, strict=True):

@@ -18,3 +18,8 @@ SPEC_YAML = "spec.yaml"
 TRIALS_JSONL = "trials.jsonl"
 TRIALS_DIR = "trials"
 REPLICATES_JSONL = "replicates.jsonl"
+
+
+def replicate_dir_name(seed: int) -> str:
+    """The directory of one seed replicate, inside its configuration's trial directory."""
+    return f"seed-{seed}"

@@ -27,6 +27,7 @@ from pareto_bench.core.files import (
     SWEEP_JSON,
     TRIALS_DIR,
     TRIALS_JSONL,
+    replicate_dir_name,
 )
 from pareto_bench.core.records import TrialRecord, append_jsonl, read_jsonl
 from pareto_bench.core.schema import dump_yaml
@@ -75,10 +76,6 @@ class SweepDir:
         if not self.trials_jsonl.is_file():
             return {}
         return {r.number: r for r in read_jsonl(self.trials_jsonl, TrialRecord)}
-
-
-def replicate_dir_name(seed: int) -> str:
-    return f"seed-{seed}"
 
 
 def sweep_info(

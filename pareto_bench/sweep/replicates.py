@@ -15,10 +15,10 @@ aggregates: the configuration completes when at least ``replicates.min_complete`
 from __future__ import annotations
 
 import contextlib
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pareto_bench.analysis.frontier import combine
 from pareto_bench.core.records import EvalRecord
 from pareto_bench.sweep.samplers import BASELINE, KIND_ATTR
 from pareto_bench.sweep.spec import BASE_MODEL_BASELINE, SweepSpec
@@ -125,11 +125,6 @@ def replicate_name(configuration: str, seed: int) -> str:
 
 def finished(jobs: Sequence[Any]) -> bool:
     return all(job.state.name in ("COMPLETE", "FAIL") for job in jobs)
-
-
-def combine(values: Sequence[float], how: str) -> float:
-    """The replicates' ``median`` or ``mean`` (``replicates.aggregate``) of one value."""
-    return float(statistics.median(values) if how == "median" else statistics.fmean(values))
 
 
 def aggregate(objectives: Sequence[Mapping[str, float]], how: str) -> dict[str, float]:

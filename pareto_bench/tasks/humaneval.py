@@ -13,7 +13,6 @@ from typing import ClassVar
 
 from pareto_bench.execution.codec import encode
 from pareto_bench.execution.judge import AssertTests, Oracle
-from pareto_bench.execution.scoring import CodeTask, DiffTests, defines, file_sha256, read_jsonl
 from pareto_bench.tasks.base import (
     Problem,
     TaskDataError,
@@ -21,6 +20,7 @@ from pareto_bench.tasks.base import (
     require_file,
     resolve_data_dir,
 )
+from pareto_bench.tasks.code_scoring import CodeTask, DiffTests, defines, file_sha256, read_jsonl
 
 _FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
 _PLUS_FIELDS = (*_FIELDS, "base_input", "plus_input", "atol")

@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 
 from pareto_bench.execution.codec import encode
 from pareto_bench.execution.judge import AssertTests, Oracle
-from pareto_bench.execution.scoring import CodeTask, DiffTests, file_sha256, read_jsonl
 from pareto_bench.tasks.base import (
     Problem,
     TaskDataError,
@@ -34,6 +33,7 @@ from pareto_bench.tasks.base import (
     require_file,
     resolve_data_dir,
 )
+from pareto_bench.tasks.code_scoring import CodeTask, DiffTests, file_sha256, read_jsonl
 
 TEST_SPLIT = range(11, 511)
 TRAIN_SPLIT = range(601, 975)

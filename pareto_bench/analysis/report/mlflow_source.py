@@ -32,9 +32,9 @@ from pareto_bench.core.files import (
     TRAIN_FILE,
     TRIALS_DIR,
     TRIALS_JSONL,
+    replicate_dir_name,
 )
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, TrialRecord, append_jsonl
-from pareto_bench.sweep.outdir import replicate_dir_name
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 NUMBER_TAGS = ("trial_number", "optuna.trial_number", "optuna.trial.number", "number", "trial")

@@ -15,11 +15,11 @@ from pareto_bench.analysis.frontier import (
     HV_REFERENCE,
     ReplicatedComparison,
     TaskComparison,
+    combine,
     compare,
     compare_replicated,
 )
 from pareto_bench.analysis.report.sweep_data import BASE_BASELINE, SweepData, TrialData
-from pareto_bench.sweep.replicates import combine
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from pareto_bench.core.files import (
     TRAIN_FILE,
     TRIALS_DIR,
     TRIALS_JSONL,
+    replicate_dir_name,
 )
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
-from pareto_bench.sweep.outdir import replicate_dir_name
 
 R = TypeVar("R")
 
