@@ -30,6 +30,8 @@ from typing import Any
 
 from pareto_bench.execution import sandbox
 from pareto_bench.tasks import get_task
+from pareto_bench.tasks.code_scoring import CodeTask, CodeVerdict
+from pareto_bench.tasks.math_scoring import MathTask
 
 GSM8K_TARGET_S = 20.0
 # Warm speed-up targets over the reference tools; cold, ours should never be slower.
@@ -57,7 +59,7 @@ def _ours(name: str, data_dir: Path, cold: bool) -> dict[str, Any]:
         if cold:
             os.environ["PARETO_BENCH_CACHE"] = cache
         try:
-            if not cold and hasattr(task, "plans"):
+            if not cold and isinstance(task, CodeTask):
                 task.plans(problems)  # warm the cache outside the timing
             verdicts, seconds = _timed(lambda: task.score(problems, [p.gold for p in problems]))
         finally:
@@ -66,7 +68,7 @@ def _ours(name: str, data_dir: Path, cold: bool) -> dict[str, Any]:
                     os.environ.pop("PARETO_BENCH_CACHE", None)
                 else:
                     os.environ["PARETO_BENCH_CACHE"] = saved
-    workers = getattr(task, "workers", 1)
+    workers = task.workers if isinstance(task, CodeTask | MathTask) else 1
     return {
         "seconds": round(seconds, 3),
         "correct": sum(v.correct for v in verdicts),
@@ -91,7 +93,7 @@ STAGE_GROUPS = {
 def breakdown(verdicts: Sequence[Any]) -> dict[str, Any]:
     """Where a sample's time goes: seconds per stage summed over the samples that ran in a
     sandbox, and milliseconds per sample. Empty for scorers without a sandbox."""
-    timed = [v.stages for v in verdicts if getattr(v, "stages", None)]
+    timed = [v.stages for v in verdicts if isinstance(v, CodeVerdict) and v.stages]
     if not timed:
         return {}
     totals = {

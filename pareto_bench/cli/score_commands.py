@@ -15,6 +15,7 @@ import typer
 
 from pareto_bench.core.progress import progress_bar
 from pareto_bench.tasks.base import SampleFileTask
+from pareto_bench.tasks.code_scoring import CodeVerdict
 
 TEXT_FIELDS = ("solution", "completion", "response")
 
@@ -113,9 +114,8 @@ def stage_progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
 
 
 def _status(verdict: Any) -> str:
-    status = getattr(verdict, "status", "")
-    if status:
-        return status
+    if isinstance(verdict, CodeVerdict) and verdict.status:
+        return verdict.status
     if verdict.correct:
         return "correct"
     return "no_answer" if "no \\boxed" in verdict.detail else "wrong"
