@@ -255,3 +255,6 @@ def test_the_study_identity_keeps_what_can_change_results(tmp_path):
     assert "batch_size" not in on_cpu["eval"]
     bf16 = spec_identity(load_spec(write_spec(tmp_path, device="cpu", dtype="bfloat16")))
     assert bf16 != default and bf16["dtype"] == "bfloat16" and "batch_size" in bf16["eval"]
+    # Studies made before train_base existed stay resumable; one that uses it keeps it.
+    assert "train_base" not in spec_identity(load_spec(write_spec(tmp_path, train_base=None)))
+    assert default["train_base"] == "lightningrl-tiny"

@@ -182,6 +182,7 @@ def test_search_params_map_one_to_one_onto_optuna_distributions() -> None:
         ({"task": "gsm9k"}, ["field 'task'", "gsm8k"]),
         ({"name": "my sweep"}, ["field 'name'", "letters, digits"]),
         ({"recipe": "no_such_recipe"}, ["no_such_recipe", "not found"]),
+        ({"train_base": "no_such_base"}, ["no_such_base", "not found"]),
     ],
 )
 def test_bad_specs_name_the_file_the_field_and_the_fix(tmp_path: Path, changes, expected) -> None:
@@ -194,6 +195,16 @@ def test_bad_specs_name_the_file_the_field_and_the_fix(tmp_path: Path, changes, 
         assert str(path) in message
     for fragment in expected:
         assert fragment in message
+
+
+def test_a_missing_recipe_is_named_as_such_by_the_preflight(tmp_path: Path) -> None:
+    """Not as a search-space value the trainer would reject."""
+    from pareto_bench.sweep import preflight
+
+    path = write_spec(tmp_path, recipe="no_such_recipe")
+    with pytest.raises(ConfigError, match="no_such_recipe: no such file") as caught:
+        preflight(load_spec(path), path)
+    assert "narrow the range" not in str(caught.value)
 
 
 def test_set_overrides_reach_any_field(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pareto_bench.core.files import TRIALS_JSONL
 from pareto_bench.core.records import TrialRecord, read_jsonl
 from pareto_bench.sweep.runner import SweepOptions, run_sweep
 from pareto_bench.sweep.spec import load_spec, resolve_spec_path
@@ -41,7 +42,7 @@ def _overrides(trials: int, steps: int | None, threads: int, extra: list[str]) -
 
 
 def _check_records(out: Path, trials: int) -> dict[str, Any]:
-    rows = read_jsonl(out / "trials.jsonl", TrialRecord)
+    rows = read_jsonl(out / TRIALS_JSONL, TrialRecord)
     final = {r.number: r for r in rows}
     completes = Counter(r.number for r in rows if r.state == "COMPLETE")
     return {

@@ -128,7 +128,7 @@ def _verdict_fields(verdict: Any) -> dict[str, Any]:
         "status": _status(verdict),
         "detail": verdict.detail,
     }
-    if hasattr(verdict, "pass_fraction"):
+    if verdict.pass_fraction is not None:
         fields["pass_fraction"] = verdict.pass_fraction
     return fields
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
+import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -29,13 +30,18 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T | str] = {}
         self._package = discover  # imported on the first lookup; None: nothing to discover
+        self._discovering = threading.RLock()  # re-entrant: a module may look names up
 
     def _discover(self) -> None:
-        package, self._package = self._package, None
-        if package is None:
+        if self._package is None:
             return
-        for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
-            importlib.import_module(f"{package}.{module.name}")
+        with self._discovering:  # no thread sees the registry half filled
+            package = self._package
+            if package is None:
+                return
+            for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+                importlib.import_module(f"{package}.{module.name}")
+            self._package = None  # only once every module imported: a failure is raised again
 
     def register(self, name: str, entry: T | str | None = None) -> Any:
         """Register ``entry`` under ``name``; without ``entry``, act as a decorator."""
@@ -50,7 +56,7 @@ class Registry(Generic[T]):
         return decorator
 
     def _add(self, name: str, entry: T | str) -> None:
-        if name in self._entries:
+        if name in self._entries and self._entries[name] is not entry:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._entries[name] = entry
 

@@ -3,7 +3,7 @@ TPF-aware filtering and an NLL anchor on verifier-correct trajectories (docs/LIG
 
 - ``config``: ``TrainConfig``, the one typed source of every training default, and ``load_recipe``.
 - ``step``: one RL step, top to bottom, with its rewards, advantages, filter and loss.
-- ``rollout``: G trajectories per prompt through the sampler, scored while the next decode.
+- ``rollout``: G trajectories per prompt through the sampler, scored while the next ones decode.
 - ``replay``: the kept trajectories laid out for the block-diffusion likelihood.
 - ``run``: what a training run holds across steps, and how it starts.
 - ``trainer``: the loop of steps, with records, checkpoints and evaluations.

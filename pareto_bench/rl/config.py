@@ -3,8 +3,8 @@ defaults. The defaults are the paper's LightningRL (docs/LIGHTNINGRL.md), scaled
 model; a recipe in ``trainers/`` only lists what differs from them.
 
 This module stays free of torch so that reading a recipe is cheap. The ``Literal`` choice types
-below are the names registered by ``rewards``, ``advantages`` and ``losses`` (a test keeps them
-in step).
+below are the choices that ``rl/step.py`` implements (a test runs every one, and checks that an
+unknown one is refused).
 """
 
 from __future__ import annotations

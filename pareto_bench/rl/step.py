@@ -215,7 +215,7 @@ def _seed(*parts: int) -> int:
     return value
 
 
-# --------------------------------------------------------------------------- filtering
+# --------------------------------------------------------------------------- 1. filtering
 # (LightningRL change 3: a dropped group is replaced by new prompts, paper Algorithm 1)
 
 DropReason = Literal["all_wrong", "flat_tpf"]
@@ -276,7 +276,7 @@ def fill_batch(
 
     ``sample_round(n)`` rolls out n new prompt groups (n = the groups still missing) and returns
     them; ``reason(group)`` says why a group is dropped, ``None`` to keep it (for example
-    ``lambda g: drop_reason(g.correct, g.tpf)``; ``lambda g: None`` disables filtering). After the
+    ``lambda g: drop_reason(g.correct, g.tpf, config.filter)``; ``lambda g: None`` disables filtering). After the
     first round at most ``max_refill_rounds`` more are run. If the batch is still short, the result
     holds fewer groups (possibly none) and ``hit_cap`` is set. Kept groups beyond ``batch_size`` (a
     round that returned more than asked) are left out and not counted as filtered.
@@ -405,7 +405,7 @@ def _check_groups(x: Tensor, name: str) -> Tensor:
     return x
 
 
-# --------------------------------------------------------------------------- advantages
+# --------------------------------------------------------------------------- 2. advantages
 
 
 def compute_advantages(rewards: Tensor, mode: AdvantageMode) -> Tensor:
@@ -623,7 +623,7 @@ def lightningrl_loss(
     )
 
 
-# --------------------------------------------------------------------------- 4. the update
+# --------------------------------------------------------------------------- 4. the update, micro-batch by micro-batch
 
 
 @dataclass

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pareto_bench.analysis.frontier import combine
+from pareto_bench.core.files import replicate_dir_name
 from pareto_bench.core.records import EvalRecord
 from pareto_bench.sweep.samplers import BASELINE, KIND_ATTR
 from pareto_bench.sweep.spec import BASE_MODEL_BASELINE, SweepSpec
@@ -120,7 +121,7 @@ def _job_attrs(configuration: int, name: str, seed: int, attempt: int) -> dict[s
 
 
 def replicate_name(configuration: str, seed: int) -> str:
-    return f"{configuration}/seed-{seed}"
+    return f"{configuration}/{replicate_dir_name(seed)}"
 
 
 def finished(jobs: Sequence[Any]) -> bool:

@@ -58,7 +58,12 @@ def preflight(spec: SweepSpec, spec_path: Path | None) -> None:
     config, and the trials' at both ends of every searched range (and at every choice), so that
     a missing recipe or a range the trainer would reject fails now, naming the key, not in the
     middle of the sweep."""
+    from pareto_bench.rl.config import recipe_path
+
     check_inputs(spec, spec_path)
+    for recipe in (spec.recipe, spec.train_base):  # a missing recipe is named as such
+        if recipe is not None:
+            recipe_path(recipe, spec_path)
     for name in spec.baselines:
         resolve_trial_config(spec, spec_path, BASELINE, name, {})
     for key, param in spec.search_space.items():

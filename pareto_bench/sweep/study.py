@@ -121,6 +121,8 @@ def spec_identity(spec: SweepSpec) -> dict[str, Any]:
     data.pop("device", None)
     if spec.replicates.size == 1:  # studies made before replicates existed stay resumable
         data.pop("replicates", None)
+    if spec.train_base is None:  # ... and those made before train_base existed
+        data.pop("train_base", None)
     data["sampler"] = spec.sampler.name
     return data
 

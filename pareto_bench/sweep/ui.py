@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pareto_bench.core.files import SWEEP_JSON
 from pareto_bench.core.schema import ConfigError
 from pareto_bench.sweep.layout import sweep_view_route, sweep_view_tags
 from pareto_bench.sweep.outdir import SweepDir
@@ -44,7 +45,7 @@ def resolve_ui_target(sweep_dir: Path | None, tracking_uri: str | None) -> UiTar
         info = SweepDir(Path(sweep_dir)).read_info()
         if not info:
             raise FileNotFoundError(
-                f"{Path(sweep_dir) / 'sweep.json'} not found; pass a sweep's output directory "
+                f"{Path(sweep_dir) / SWEEP_JSON} not found; pass a sweep's output directory "
                 "(runs/<name>) or --tracking-uri URI"
             )
     uri = tracking_uri or info.get("tracking_uri") or default_tracking_uri()

@@ -9,7 +9,7 @@
    ``~/.cache/pareto-bench``), and the cache is hidden from the sandbox.
 3. Run each sample in its own sandbox process (two at a time by default) with per-call time
    limits of ``max(min_call_seconds, time_factor * reference time)``, as EvalPlus does.
-4. Judge on the trusted side (``code_judge``).
+4. Judge on the trusted side (``pareto_bench.execution.judge``).
 
 ``Verdict.score`` is 1/0 per sample, so the mean is pass@1; ``CodeVerdict.pass_fraction`` is
 the fraction of tests passed, for rewards that want partial credit.
@@ -58,7 +58,7 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 @dataclass(frozen=True)
 class CodeVerdict(Verdict):
     status: str = ""
-    pass_fraction: float = 0.0
+    pass_fraction: float = 0.0  # a code verdict always has one: 0 when nothing ran
     # Seconds per stage (sandbox.STAGES, plus "compare": judging the outputs in the parent),
     # for benchmarks; not part of the verdict.
     stages: dict[str, float] = field(default_factory=dict, compare=False, repr=False)

@@ -25,7 +25,7 @@ from pareto_bench.tasks.base import Problem, Verdict, register_task
 NUM_OPERANDS = 4
 TEST_SEED = 20261125
 TEST_SIZE = 500
-MAX_NEW_TOKENS = 32  # the longest chain is 25 characters plus EOS
+CHAIN_BUDGET = 32  # new tokens: the longest chain is 25 characters plus EOS
 
 _STEP = re.compile(r"(\d+)\+(\d+)=(\d+)")
 
@@ -135,7 +135,7 @@ class SyntheticTask:
     version = "1"
     kind = "synthetic"
     higher_is_better = True
-    max_new_tokens = MAX_NEW_TOKENS
+    max_new_tokens = CHAIN_BUDGET
     split = "test"
 
     def load(self, data_dir: Path | None = None) -> list[Problem]:

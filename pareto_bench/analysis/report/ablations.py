@@ -21,6 +21,7 @@ from pareto_bench.analysis.frontier import Interval, compare_replicated, task_cu
 from pareto_bench.analysis.report.published import PublishedPoint, load_published
 from pareto_bench.analysis.report.summary import SweepSummary
 from pareto_bench.analysis.report.sweep_data import SweepData, TrialData
+from pareto_bench.core.defaults import OPERATING_THRESHOLD
 from pareto_bench.core.records import EvalRecord
 
 PAPER_GROUPS = ("ablation", "reduction")  # the published rows a recipe may reproduce
@@ -127,7 +128,9 @@ def ablation_table(
 ) -> AblationTable:
     """Every completed baseline of ``sweep`` on ``task``, beside its published row."""
     published = {p.recipe: p for p in load_published() if p.group in PAPER_GROUPS and p.recipe}
-    operating = sweep.operating_threshold if sweep.operating_threshold is not None else 0.9
+    operating = (
+        sweep.operating_threshold if sweep.operating_threshold is not None else OPERATING_THRESHOLD
+    )
     rows = [
         _recipe_row(t, task, operating, y_max, published.get(t.record.name))
         for t in sweep.trials

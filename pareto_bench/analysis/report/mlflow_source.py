@@ -35,8 +35,8 @@ from pareto_bench.core.files import (
     replicate_dir_name,
 )
 from pareto_bench.core.records import EvalRecord, TrainStepRecord, TrialRecord, append_jsonl
+from pareto_bench.tracking import default_tracking_uri
 
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 NUMBER_TAGS = ("trial_number", "optuna.trial_number", "optuna.trial.number", "number", "trial")
 # Summary metrics at the operating threshold are ``{task}/accuracy_at_op`` (MLflow rejects
 # ``@`` in metric names); ``@op``, the contract's first spelling, is still read.
@@ -66,7 +66,7 @@ def quiet_mlflow() -> Iterator[None]:
 
 
 def resolve_tracking_uri(tracking_uri: str | None) -> str:
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise FileNotFoundError(
             f"tracking store {uri} not found from {Path.cwd()}; pass --tracking-uri URI "
@@ -256,7 +256,7 @@ def _write_children(
         records.append(_trial_record(run, number))
         _write_replicates(client, uri, run, number, folder, work)
     if not have_trials_jsonl:  # the recorded trials.jsonl, where logged, is the better source
-        append_jsonl(sweep / "trials.jsonl", sorted(records, key=lambda r: r.number))
+        append_jsonl(sweep / TRIALS_JSONL, sorted(records, key=lambda r: r.number))
 
 
 def _write_replicates(

@@ -26,6 +26,8 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from pareto_bench.core.files import SWEEP_JSON
+
 PAGE = landscape(A4)
 MARGIN = 1.4 * cm
 FRAME_WIDTH = PAGE[0] - 2 * MARGIN
@@ -188,7 +190,7 @@ def _provenance_page(page: ProvenancePage, styles: dict[str, ParagraphStyle]) ->
     inner = half - 0.4 * cm  # a gutter between the two columns
     side_by_side = Table(
         [
-            [Paragraph("sweep.json", styles["h2"]), Paragraph("Environment", styles["h2"])],
+            [Paragraph(SWEEP_JSON, styles["h2"]), Paragraph("Environment", styles["h2"])],
             [
                 _table(meta_rows, [0.3 * inner, 0.7 * inner], styles),
                 [

@@ -18,8 +18,10 @@ from numpy.typing import NDArray
 
 from pareto_bench.analysis.frontier import record_points, records_aup, task_curve
 from pareto_bench.core.files import (
+    CONFIG_FILE,
     EVAL_FILE,
     REPLICATES_JSONL,
+    SPEC_YAML,
     SWEEP_JSON,
     TRAIN_FILE,
     TRIALS_DIR,
@@ -147,9 +149,9 @@ def _read_records(path: Path, cls: type[R], warnings: list[str], root: Path) -> 
 
 
 def _read_meta(root: Path, warnings: list[str]) -> dict[str, Any]:
-    path = root / "sweep.json"
+    path = root / SWEEP_JSON
     if not path.is_file():
-        warnings.append("sweep.json missing: name, thresholds and tracking run unknown")
+        warnings.append(f"{SWEEP_JSON} missing: name, thresholds and tracking run unknown")
         return {}
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -180,16 +182,18 @@ def load_sweep_dir(path: str | Path) -> SweepData:
         )
     warnings: list[str] = []
     meta = _read_meta(root, warnings)
-    spec_path = root / "spec.yaml"
+    spec_path = root / SPEC_YAML
     spec_text = spec_path.read_text(encoding="utf-8") if spec_path.is_file() else ""
 
     # trials.jsonl is appended on every state change: the last row for a number wins.
     latest: dict[int, TrialRecord] = {}
-    for record in _read_records(root / "trials.jsonl", TrialRecord, warnings, root):
+    for record in _read_records(root / TRIALS_JSONL, TrialRecord, warnings, root):
         latest[record.number] = record
     for number in _trial_numbers(trials_dir):
         if number not in latest:
-            warnings.append(f"trials/{number}/ has no row in trials.jsonl; shown as UNKNOWN")
+            warnings.append(
+                f"{TRIALS_DIR}/{number}/ has no row in {TRIALS_JSONL}; shown as UNKNOWN"
+            )
             latest[number] = TrialRecord(number, "trial", f"trial {number}", "UNKNOWN")
 
     trials = []
@@ -197,7 +201,7 @@ def load_sweep_dir(path: str | Path) -> SweepData:
         folder = trials_dir / str(number)
         replicates = completed_replicates(folder, warnings, root)
         first = folder / replicate_dir_name(min(replicates)) if replicates else folder
-        config = first / "config.yaml"
+        config = first / CONFIG_FILE
         trials.append(
             TrialData(
                 record=latest[number],
@@ -228,6 +232,6 @@ def completed_replicates(
     latest = {r.name: r for r in rows}
     seeds = sorted(r.seed for r in latest.values() if r.state == "COMPLETE")
     return {
-        s: _read_records(folder / replicate_dir_name(s) / "eval.jsonl", EvalRecord, warnings, root)
+        s: _read_records(folder / replicate_dir_name(s) / EVAL_FILE, EvalRecord, warnings, root)
         for s in seeds
     }
