@@ -26,8 +26,9 @@ from pareto_bench.tracking import Metric, Tracker
 # Gold answers that a task's scorer cannot yet judge right, {task: {problem id: cause}}.
 KNOWN_GOLD_FAILURES = {
     "mbpp-train": {
-        "Mbpp/601": "its tests pass instances of a class the solution defines (Pair); the codec "
-        "carries them as opaque values, so the sample cannot be called with them",
+        "Mbpp/601": "its tests build instances of a class the solution defines (Pair) and pass "
+        "them on; the class is itself a callable under test, so its instances come back from "
+        "the sandbox as opaque values, and the next call's arguments cannot be matched",
     },
 }
 
