@@ -57,8 +57,9 @@ from pareto_bench.rl.run import TrainingRun
 
 
 def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
-    """RL step ``step`` of ``run``: its record, with the policy updated (unless every group was
-    filtered out, or the loss was not finite: the record then says so and nothing changed)."""
+    """RL step ``step`` of ``run``: the policy updated, and the step's record. A step whose
+    groups were all filtered out updates nothing; a non-finite loss stops the step's updates
+    before the optimizer steps on it. Either way the record says so."""
     config, world, policy = run.config, run.world, run.policy
     device = run.device
     block_size = config.rollout.block_size or policy.block_size  # rollout and likelihood agree
