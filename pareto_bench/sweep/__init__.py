@@ -22,45 +22,43 @@ ui         `pareto-bench ui`: an mlflow server for a sweep's store
 child      the entry point of a subprocess trial
 """
 
-from pareto_bench.sweep.executors import EXECUTORS, Executor, make_executor
-from pareto_bench.sweep.executors.child_process import SubprocessExecutor
-from pareto_bench.sweep.executors.inprocess import InProcessExecutor
-from pareto_bench.sweep.plan import PlannedTrial, plan_trials, render_plan
-from pareto_bench.sweep.resolve import preflight, resolve_trial_config
-from pareto_bench.sweep.runner import SweepOptions, SweepResult, default_out_dir, run_sweep
-from pareto_bench.sweep.samplers import SAMPLERS
-from pareto_bench.sweep.spec import (
-    SearchParam,
-    SweepSpec,
-    load_spec,
-    resolve_spec_path,
-    spec_warnings,
-)
-from pareto_bench.sweep.trial import TrialFailed, TrialSpec, TrialTimeout, summarize
+import importlib
 
-__all__ = [
-    "EXECUTORS",
-    "SAMPLERS",
-    "Executor",
-    "InProcessExecutor",
-    "PlannedTrial",
-    "SearchParam",
-    "SubprocessExecutor",
-    "SweepOptions",
-    "SweepResult",
-    "SweepSpec",
-    "TrialFailed",
-    "TrialSpec",
-    "TrialTimeout",
-    "preflight",
-    "default_out_dir",
-    "load_spec",
-    "make_executor",
-    "plan_trials",
-    "render_plan",
-    "resolve_spec_path",
-    "resolve_trial_config",
-    "run_sweep",
-    "spec_warnings",
-    "summarize",
-]
+# The public names, each with the module that owns it. They are imported on first use, so that
+# a trial's subprocess (``python -m pareto_bench.sweep.child``, once per torchrun rank) loads
+# only the modules it runs, not the runner, the planner and their imports.
+_OWNERS = {
+    "EXECUTORS": "executors",
+    "Executor": "executors",
+    "make_executor": "executors",
+    "SubprocessExecutor": "executors.child_process",
+    "InProcessExecutor": "executors.inprocess",
+    "PlannedTrial": "plan",
+    "plan_trials": "plan",
+    "render_plan": "plan",
+    "preflight": "resolve",
+    "resolve_trial_config": "resolve",
+    "SweepOptions": "runner",
+    "SweepResult": "runner",
+    "default_out_dir": "runner",
+    "run_sweep": "runner",
+    "SAMPLERS": "samplers",
+    "SearchParam": "spec",
+    "SweepSpec": "spec",
+    "load_spec": "spec",
+    "resolve_spec_path": "spec",
+    "spec_warnings": "spec",
+    "TrialFailed": "trial",
+    "TrialSpec": "trial",
+    "TrialTimeout": "trial",
+    "summarize": "trial",
+}
+__all__ = sorted(_OWNERS)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _OWNERS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_OWNERS[name]}"), name)
+    globals()[name] = value
+    return value
