@@ -128,8 +128,7 @@ def bench_rl(
 ) -> None:
     """Base vs GRPO vs LightningRL on tiny: medians over seeds of accuracy, TPF and AUP. Prints JSON.
 
-    Every method's recipe goes on top of trainers/lightningrl-tiny.yaml (printed as "train_base"),
-    and --set (printed as "settings") on top of that."""
+    Recipes train on top of trainers/lightningrl-tiny.yaml ("train_base"), --set ("settings") last."""
     import json
 
     from pareto_bench.bench.rl import bench_rl as run
