@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import textwrap
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -515,6 +516,16 @@ def test_a_run_reports_each_call_as_data():
     assert third.type_name == "NameError"
 
 
+def test_result_lines_that_are_not_json_objects_are_skipped():
+    reader = sandbox._ResultReader(1 << 20)
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b'{"i":0,"ok":1}\nnot json\n[1,2]\n\n{"i":1,"ok":[2]}\n{"i":2,"ok"')
+    os.close(write_fd)
+    assert reader.read_until(read_fd, time.monotonic() + 10)  # to the end of the pipe
+    os.close(read_fd)
+    assert reader.messages == [{"i": 0, "ok": 1}, {"i": 1, "ok": [2]}]  # the last line never ended
+
+
 @pytest.mark.skipif(not sandbox.namespaces_available(), reason="this machine refuses namespaces")
 def test_with_namespaces_the_child_is_locked_down():
     probe = textwrap.dedent(
@@ -538,7 +549,7 @@ def test_with_namespaces_the_child_is_locked_down():
     assert root_writable is False
 
 
-def test_a_flat_list_digests_as_its_encoding_does():
+def test_a_flat_list_or_a_string_digests_as_its_encoding_does():
     from pareto_bench.execution.codec import digest, encode, value_digest
 
     huge = 1 << 9000  # beyond the codec's plain ints
@@ -551,10 +562,20 @@ def test_a_flat_list_digests_as_its_encoding_does():
         [True, False, None, 1, 1.0, "1"],
         [1, 2.0, (3, 4)],  # not flat: the general path
         [[1, 2], [3.0]],
+        [2**53 - 1, -(2**53) + 1, 0.5],  # doubles hold these exactly
+        [2**53 + 1, 0.5],  # and not this one
+        [1e300, -0.0, False],
+        "a string, \udc80 with a lone surrogate",
+        "",
     ]
     for value in lists:
         assert value_digest(value) == digest(encode(value)), value
-    assert value_digest([1, 2.0, True]) == value_digest([1.0, 2, 1])  # equal under ==
+    # Equal under == gives equal digests; unequal gives unequal ones.
+    assert value_digest([1, 2.0, True]) == value_digest([1.0, 2, 1])
+    assert value_digest([-0.0, 0]) == value_digest([0.0, False])
+    assert value_digest([2**53 + 1]) != value_digest([float(2**53 + 1)])
+    assert value_digest([2**53 - 1]) == value_digest([float(2**53 - 1)])
+    assert value_digest("1") != value_digest([1]) != value_digest(["1"]) != value_digest("[1]")
 
 
 def test_the_codec_round_trips_plain_values_and_flattens_subclasses():

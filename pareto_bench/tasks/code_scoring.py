@@ -44,7 +44,7 @@ from pareto_bench.execution.judge import (
 from pareto_bench.execution.sandbox import Call, Execution, Limits, Program, RecordedCall, Status
 from pareto_bench.tasks.base import MAX_NEW_TOKENS, Problem, TaskDataError, Verdict
 
-PLAN_VERSION = "1"  # bump when the way plans are computed changes
+PLAN_VERSION = "2"  # bump when the way plans are computed changes
 DIGEST_OVER = 1 << 16  # larger outputs travel as digests where only exact matches count
 CACHE_ENV = "PARETO_BENCH_CACHE"
 DEFAULT_INSTRUCTION = (
@@ -260,7 +260,8 @@ class CodeTask:
         self, problems: Sequence[Problem], programs: Sequence[str | None]
     ) -> list[CodeVerdict]:
         """Score whole programs (``None``: the sample had no code). Differential tests are
-        compared here; replayed assertions run after all samples are in."""
+        compared as each sample finishes, while the others run; replayed assertions run
+        after all samples are in."""
         plans = self.plans(problems)
         verdicts = [
             _unrunnable(plans[p.id], code) for p, code in zip(problems, programs, strict=True)
@@ -275,42 +276,42 @@ class CodeTask:
                 )
         jobs = [self._job(problems[i], programs[i], calls[problems[i].id]) for i in runnable]  # type: ignore[arg-type]
         expected = [plans[problems[i].id].reference_seconds() for i in runnable]
-        executions = self._run(jobs, self.hidden_paths(problems), "running samples", expected)
         replays: dict[int, tuple[Any, ...]] = {}
         decoded: dict[str, tuple[list[Any], list[Any]]] = {}  # once per problem; only read
-        for i, execution in zip(runnable, executions, strict=True):
+
+        def judge(job: int, execution: Execution) -> None:
+            i = runnable[job]
             problem, plan = problems[i], plans[problems[i].id]
             started = time.perf_counter()
-            verdicts[i] = _early_verdict(execution)
-            if verdicts[i] is not None:
-                verdicts[i] = _with_stages(verdicts[i], execution, started)
-                continue
+            early = _early_verdict(execution)
             tests = problem.reference
-            if isinstance(tests, DiffTests):
-                if problem.id not in decoded:
+            if early is not None:
+                verdicts[i] = _with_stages(early, execution, started)
+            elif isinstance(tests, DiffTests):
+                if problem.id not in decoded:  # two threads may both decode it: no harm
                     decoded[problem.id] = (
                         [decode(args) for args in tests.inputs],
                         [decode(e) for e in plan.expected],
                     )
-                inputs, expected = decoded[problem.id]
+                inputs, outputs = decoded[problem.id]
                 # An iterator is used up by a comparison: those get a fresh copy each time.
-                expected = [
+                outputs = [
                     decode(e) if _is_iterator(e) else x
-                    for e, x in zip(plan.expected, expected, strict=True)
+                    for e, x in zip(plan.expected, outputs, strict=True)
                 ]
-                judged = _verdict(self._compare(tests, inputs, expected, execution))
+                judged = _verdict(self._compare(tests, inputs, outputs, execution))
                 verdicts[i] = _with_stages(judged, execution, started)
             else:
-                replays[i] = (
-                    problem.reference,
-                    plan.recorded,
-                    execution.outcomes,
-                    execution.missing_status(),
-                )
+                replays[i] = (tests, plan.recorded, execution.outcomes, execution.missing_status())
+
+        executions = self._run(
+            jobs, self.hidden_paths(problems), "running samples", expected, on_result=judge
+        )
         if replays:
+            order = sorted(replays)  # as the samples came, whatever order they finished in
             started = time.perf_counter()
             judged = replay_all(
-                list(replays.values()),
+                [replays[i] for i in order],
                 timeout=self.replay_timeout,
                 workers=self.workers,
                 on_done=self._ticker("judging", len(replays)),
@@ -318,7 +319,7 @@ class CodeTask:
             # Replays run as one batch: each sample is charged an equal share of its time.
             share = (time.perf_counter() - started) / len(replays)
             executions_of = dict(zip(runnable, executions, strict=True))
-            for i, judgement in zip(replays, judged, strict=True):
+            for i, judgement in zip(order, judged, strict=True):
                 stages = {**executions_of[i].stages, "compare": share}
                 verdicts[i] = dataclasses.replace(_verdict(judgement), stages=stages)
         return verdicts  # type: ignore[return-value]
@@ -366,16 +367,25 @@ class CodeTask:
         hidden: list[str],
         stage: str,
         expected: Sequence[float] | None = None,
+        on_result: Callable[[int, Execution], None] | None = None,
     ) -> list[Execution]:
+        """Run the jobs; ``on_result(index, execution)`` is called (in a worker thread) as
+        each one finishes."""
         if not jobs:
             return []
         tick = self._ticker(stage, len(jobs))
+
+        def done(index: int, execution: Execution) -> None:
+            if on_result is not None:
+                on_result(index, execution)
+            tick(index)
+
         return sandbox.run_many(
             [p for p, _ in jobs],
             [lim for _, lim in jobs],
             workers=self.workers,
             hidden=hidden,
-            on_done=lambda index, execution: tick(index),
+            on_done=done,
             expected_seconds=expected,
         )
 
