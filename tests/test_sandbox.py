@@ -516,6 +516,25 @@ def test_a_run_reports_each_call_as_data():
     assert third.type_name == "NameError"
 
 
+def test_scoring_off_the_main_thread_judges_as_on_it(tmp_path, monkeypatch):
+    """Replays run as samples finish on the main thread, and in one batch at the end on any
+    other (where no timer can stop them): the same verdicts either way."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("PARETO_BENCH_CACHE", str(tmp_path))
+    task = AddTask()
+    problems = task.load() * 2
+    programs = [GOOD, GOOD, WRONG, "def add(a, b):\n    raise ValueError"]
+
+    def judged() -> list[tuple[bool, str]]:
+        return [(v.correct, v.status) for v in task.score_programs(problems, programs)]
+
+    here = judged()
+    with ThreadPoolExecutor(1) as other:
+        assert other.submit(judged).result() == here
+    assert here == [(True, "passed"), (True, "passed"), (False, "failed"), (False, "error")]
+
+
 def test_result_lines_that_are_not_json_objects_are_skipped():
     reader = sandbox._ResultReader(1 << 20)
     read_fd, write_fd = os.pipe()

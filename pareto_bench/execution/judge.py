@@ -306,6 +306,15 @@ def _replay_here(item: tuple[Any, ...], timeout: float) -> Judgement:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+def replays_here() -> bool:
+    """Whether ``replay_all`` replays in this thread: the main thread, with its interval timer
+    free, can interrupt a replay that runs too long."""
+    return (
+        threading.current_thread() is threading.main_thread()
+        and not signal.getitimer(signal.ITIMER_REAL)[0]
+    )
+
+
 def replay_all(
     items: Sequence[tuple[AssertTests, Sequence[RecordedCall], Sequence[Outcome | None], Status]],
     *,
@@ -317,10 +326,7 @@ def replay_all(
     data, so it runs right here under a per-item timer when this is the main thread (no
     process start-up); elsewhere, where no timer can interrupt it, in a ``DeadlinePool``."""
     failed = Judgement(Status.FAILED, 0, 1, "test replay failed")
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getitimer(signal.ITIMER_REAL)[0]
-    ):
+    if not replays_here():
         from pareto_bench.execution.pool import DeadlinePool
 
         with DeadlinePool(min(workers, len(items))) as pool:

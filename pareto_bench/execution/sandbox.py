@@ -39,9 +39,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import as_completed as futures_as_completed
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
@@ -227,11 +228,13 @@ def default_hidden_paths(extra: Sequence[str | os.PathLike[str]] = ()) -> list[s
         real = os.path.realpath(entry)
         if not any(k == real or k.startswith(real + os.sep) for k in keep):
             hidden.add(real)
-    # Never hide a directory that holds the interpreter or the work area.
+    # Never hide a directory that holds the interpreter or the work area, and hide each
+    # directory once: a mount per path is most of a sample's set-up.
     tmp = os.path.realpath(tempfile.gettempdir())
-    return sorted(
+    hidden = {
         p for p in hidden if not any(k == p or k.startswith(p + os.sep) for k in (*keep, tmp))
-    )
+    }
+    return sorted(p for p in hidden if not any(p.startswith(q + os.sep) for q in hidden))
 
 
 def _extra_import_paths() -> list[str]:
@@ -384,40 +387,38 @@ def run(
         return _run(program, limits, hidden_paths, zygote, threading.BoundedSemaphore(1))
 
 
-def run_many(
+def as_completed(
     programs: Sequence[Program],
     limits: Limits | Sequence[Limits] = Limits(),
     *,
     workers: int = 2,
     hidden: Sequence[str] | None = None,
-    on_done: Callable[[int, Execution], None] | None = None,
     expected_seconds: Sequence[float] | None = None,
-) -> list[Execution]:
-    """Run programs with at most ``workers`` at a time; results in input order. One
-    program's crash or timeout never affects another's result. ``expected_seconds``: start
-    the longest first, so that no long one is left to run alone at the end."""
+) -> Iterator[tuple[int, Execution]]:
+    """Run programs with at most ``workers`` at a time, and yield ``(index, execution)`` in
+    the caller's thread as each one finishes, so that the caller judges one while the others
+    run. One program's crash or timeout never affects another's result. ``expected_seconds``:
+    start the longest first, so that no long one is left to run alone at the end."""
     per_program = [limits] * len(programs) if isinstance(limits, Limits) else list(limits)
     if len(per_program) != len(programs):
-        raise ValueError("run_many: one Limits per program, or a single Limits for all")
+        raise ValueError("as_completed: one Limits per program, or a single Limits for all")
     hidden_paths = default_hidden_paths() if hidden is None else list(hidden)
-    results: list[Execution | None] = [None] * len(programs)
     # ``workers`` samples execute at a time; as many again get their sandboxes set up
     # meanwhile, since set-up mostly waits on the kernel rather than using a CPU.
     slots = threading.BoundedSemaphore(max(1, workers))
-    with Zygote() as zygote:
-
-        def one(index: int) -> None:
-            results[index] = _run(programs[index], per_program[index], hidden_paths, zygote, slots)
-            if on_done is not None:
-                on_done(index, results[index])  # type: ignore[arg-type]
-
-        with ThreadPoolExecutor(max_workers=2 * max(1, workers)) as pool:
-            order = range(len(programs))
-            if expected_seconds is not None:
-                order = sorted(order, key=lambda i: -expected_seconds[i])
-            for future in [pool.submit(one, i) for i in order]:
-                future.result()
-    return results  # type: ignore[return-value]
+    order = range(len(programs))
+    if expected_seconds is not None:
+        order = sorted(order, key=lambda i: -expected_seconds[i])
+    with Zygote() as zygote, ThreadPoolExecutor(max_workers=2 * max(1, workers)) as pool:
+        futures = {
+            pool.submit(_run, programs[i], per_program[i], hidden_paths, zygote, slots): i
+            for i in order
+        }
+        try:
+            for future in futures_as_completed(futures):
+                yield futures[future], future.result()
+        finally:  # the caller stopped early, or one raised: start nothing more
+            pool.shutdown(cancel_futures=True)
 
 
 def _job(program: Program, limits: Limits, work_dir: str, hidden: list[str]) -> dict[str, Any]:

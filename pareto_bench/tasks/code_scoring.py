@@ -40,6 +40,7 @@ from pareto_bench.execution.judge import (
     compare_outputs,
     exact_match_possible,
     replay_all,
+    replays_here,
 )
 from pareto_bench.execution.sandbox import Call, Execution, Limits, Program, RecordedCall, Status
 from pareto_bench.tasks.base import MAX_NEW_TOKENS, Problem, TaskDataError, Verdict
@@ -259,9 +260,9 @@ class CodeTask:
     def score_programs(
         self, problems: Sequence[Problem], programs: Sequence[str | None]
     ) -> list[CodeVerdict]:
-        """Score whole programs (``None``: the sample had no code). Differential tests are
-        compared as each sample finishes, while the others run; replayed assertions run
-        after all samples are in."""
+        """Score whole programs (``None``: the sample had no code). Each sample is judged as
+        it finishes, while the others run; replayed assertions wait for the end only where
+        no timer can interrupt them here (see ``judge.replay_all``)."""
         plans = self.plans(problems)
         verdicts = [
             _unrunnable(plans[p.id], code) for p, code in zip(problems, programs, strict=True)
@@ -276,19 +277,20 @@ class CodeTask:
                 )
         jobs = [self._job(problems[i], programs[i], calls[problems[i].id]) for i in runnable]  # type: ignore[arg-type]
         expected = [plans[problems[i].id].reference_seconds() for i in runnable]
-        replays: dict[int, tuple[Any, ...]] = {}
-        decoded: dict[str, tuple[list[Any], list[Any]]] = {}  # once per problem; only read
-
-        def judge(job: int, execution: Execution) -> None:
+        replay_now = replays_here()
+        later: dict[int, tuple[Any, ...]] = {}  # replays left for the end
+        stages_of: dict[int, dict[str, float]] = {}
+        decoded: dict[str, tuple[list[Any], list[Any]]] = {}  # once per problem
+        finished = self._as_completed(
+            jobs, self.hidden_paths(problems), "running samples", expected
+        )
+        for job, execution in finished:
             i = runnable[job]
-            problem, plan = problems[i], plans[problems[i].id]
+            problem, plan, tests = problems[i], plans[problems[i].id], problems[i].reference
             started = time.perf_counter()
-            early = _early_verdict(execution)
-            tests = problem.reference
-            if early is not None:
-                verdicts[i] = _with_stages(early, execution, started)
-            elif isinstance(tests, DiffTests):
-                if problem.id not in decoded:  # two threads may both decode it: no harm
+            verdict = _early_verdict(execution)
+            if verdict is None and isinstance(tests, DiffTests):
+                if problem.id not in decoded:
                     decoded[problem.id] = (
                         [decode(args) for args in tests.inputs],
                         [decode(e) for e in plan.expected],
@@ -299,28 +301,28 @@ class CodeTask:
                     decode(e) if _is_iterator(e) else x
                     for e, x in zip(plan.expected, outputs, strict=True)
                 ]
-                judged = _verdict(self._compare(tests, inputs, outputs, execution))
-                verdicts[i] = _with_stages(judged, execution, started)
-            else:
-                replays[i] = (tests, plan.recorded, execution.outcomes, execution.missing_status())
-
-        executions = self._run(
-            jobs, self.hidden_paths(problems), "running samples", expected, on_result=judge
-        )
-        if replays:
-            order = sorted(replays)  # as the samples came, whatever order they finished in
+                verdict = _verdict(self._compare(tests, inputs, outputs, execution))
+            elif verdict is None:
+                replay = (tests, plan.recorded, execution.outcomes, execution.missing_status())
+                if not replay_now:
+                    later[i], stages_of[i] = replay, execution.stages
+                    continue
+                (judgement,) = replay_all([replay], timeout=self.replay_timeout)
+                verdict = _verdict(judgement)
+            verdicts[i] = _with_stages(verdict, execution, started)
+        if later:
+            order = sorted(later)
             started = time.perf_counter()
             judged = replay_all(
-                [replays[i] for i in order],
+                [later[i] for i in order],
                 timeout=self.replay_timeout,
                 workers=self.workers,
-                on_done=self._ticker("judging", len(replays)),
+                on_done=self._ticker("judging", len(later)),
             )
             # Replays run as one batch: each sample is charged an equal share of its time.
-            share = (time.perf_counter() - started) / len(replays)
-            executions_of = dict(zip(runnable, executions, strict=True))
+            share = (time.perf_counter() - started) / len(later)
             for i, judgement in zip(order, judged, strict=True):
-                stages = {**executions_of[i].stages, "compare": share}
+                stages = {**stages_of[i], "compare": share}
                 verdicts[i] = dataclasses.replace(_verdict(judgement), stages=stages)
         return verdicts  # type: ignore[return-value]
 
@@ -361,33 +363,33 @@ class CodeTask:
         base = "" if parts[0].status is Status.PASSED else "base tests: "
         return Judgement(failing.status, passed, total, base + failing.detail)
 
-    def _run(
+    def _as_completed(
         self,
         jobs: Sequence[tuple[Program, Limits]],
         hidden: list[str],
         stage: str,
         expected: Sequence[float] | None = None,
-        on_result: Callable[[int, Execution], None] | None = None,
-    ) -> list[Execution]:
-        """Run the jobs; ``on_result(index, execution)`` is called (in a worker thread) as
-        each one finishes."""
-        if not jobs:
-            return []
+    ) -> Iterator[tuple[int, Execution]]:
+        """``(index, execution)`` as each job finishes, with progress."""
         tick = self._ticker(stage, len(jobs))
-
-        def done(index: int, execution: Execution) -> None:
-            if on_result is not None:
-                on_result(index, execution)
-            tick(index)
-
-        return sandbox.run_many(
+        for index, execution in sandbox.as_completed(
             [p for p, _ in jobs],
             [lim for _, lim in jobs],
             workers=self.workers,
             hidden=hidden,
-            on_done=done,
             expected_seconds=expected,
-        )
+        ):
+            tick(index)
+            yield index, execution
+
+    def _run(
+        self, jobs: Sequence[tuple[Program, Limits]], hidden: list[str], stage: str
+    ) -> list[Execution]:
+        """The executions, in the jobs' order."""
+        executions: list[Any] = [None] * len(jobs)
+        for index, execution in self._as_completed(jobs, hidden, stage):
+            executions[index] = execution
+        return executions
 
     def _ticker(self, stage: str, total: int) -> Callable[[int], None]:
         done = [0]
