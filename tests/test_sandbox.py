@@ -535,6 +535,27 @@ def test_scoring_off_the_main_thread_judges_as_on_it(tmp_path, monkeypatch):
     assert here == [(True, "passed"), (True, "passed"), (False, "failed"), (False, "error")]
 
 
+def test_scoring_pauses_the_cyclic_collector_and_leaves_it_as_it_found_it():
+    import gc
+
+    from pareto_bench.tasks.code_scoring import _cyclic_gc_paused
+
+    assert gc.isenabled()
+    with _cyclic_gc_paused():
+        assert not gc.isenabled()
+        with _cyclic_gc_paused():  # a second scorer, say on another thread
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the first is still scoring
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _cyclic_gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_result_lines_that_are_not_json_objects_are_skipped():
     reader = sandbox._ResultReader(1 << 20)
     read_fd, write_fd = os.pipe()

@@ -17,13 +17,16 @@ the fraction of tests passed, for rewards that want partial credit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import gzip
 import hashlib
 import json
 import math
 import os
 import re
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -263,6 +266,12 @@ class CodeTask:
         """Score whole programs (``None``: the sample had no code). Each sample is judged as
         it finishes, while the others run; replayed assertions wait for the end only where
         no timer can interrupt them here (see ``judge.replay_all``)."""
+        with _cyclic_gc_paused():
+            return self._score_programs(problems, programs)
+
+    def _score_programs(
+        self, problems: Sequence[Problem], programs: Sequence[str | None]
+    ) -> list[CodeVerdict]:
         plans = self.plans(problems)
         verdicts = [
             _unrunnable(plans[p.id], code) for p, code in zip(problems, programs, strict=True)
@@ -577,6 +586,31 @@ def _write_cache(path: Path, data: dict[str, Any]) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # a cache that cannot be written only costs time
+
+
+_gc_pause_lock = threading.Lock()
+_gc_pauses = [0, False]  # scorers running now; whether the collector was on before the first
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while samples are scored: the plans and the results
+    are millions of live objects that every full collection walks, holding the GIL that the
+    sandbox threads need (HumanEval+: the parent's CPU time 1.8 -> 1.2 s). Nothing scored
+    makes cycles worth waiting for; reference counting still frees the rest. Re-entrant and
+    thread-safe: the collector comes back when the last scorer ends."""
+    with _gc_pause_lock:
+        if _gc_pauses[0] == 0:
+            _gc_pauses[1] = gc.isenabled()
+            gc.disable()
+        _gc_pauses[0] += 1
+    try:
+        yield
+    finally:
+        with _gc_pause_lock:
+            _gc_pauses[0] -= 1
+            if _gc_pauses[0] == 0 and _gc_pauses[1]:
+                gc.enable()
 
 
 def _unrunnable(plan: Plan, code: str | None) -> CodeVerdict | None:
