@@ -556,6 +556,26 @@ def test_scoring_pauses_the_cyclic_collector_and_leaves_it_as_it_found_it():
         gc.enable()
 
 
+def test_one_zygote_serves_the_process_and_a_forked_child_starts_its_own():
+    def adds() -> bool:
+        outcome = sandbox.run(Program(code=GOOD, calls=(Call.of("add", [1, 2]),))).outcomes[0]
+        return isinstance(outcome, Returned) and outcome.value == 3
+
+    ours = sandbox.shared_zygote()
+    assert adds() and adds() and sandbox.shared_zygote() is ours
+    pid = os.fork()
+    if pid == 0:  # the child: its own zygote, and no way to close the parent's
+        try:
+            ok = adds() and sandbox.shared_zygote() is not ours
+            ours.close()
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sandbox.shared_zygote() is ours and adds()  # still serving the parent
+
+
 def test_result_lines_that_are_not_json_objects_are_skipped():
     reader = sandbox._ResultReader(1 << 20)
     read_fd, write_fd = os.pipe()
