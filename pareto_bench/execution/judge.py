@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import functools
 import io
 import random
 import signal
@@ -208,16 +209,42 @@ def _rebuild_exception(raised: Raised) -> Exception:
     return exc
 
 
+@dataclass(frozen=True)
+class _CompiledTests:
+    code: Any
+    setup: Any
+    statements: tuple[tuple[int, bool, Any], ...]  # (line, is a test, code), one per statement
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(tests: AssertTests) -> _CompiledTests:
+    """A problem's test code, compiled once for all its samples."""
+    statements = tuple(
+        (
+            statement.lineno,
+            isinstance(statement, ast.Assert | ast.Expr),
+            compile(ast.Module([statement], type_ignores=[]), "<test>", "exec"),
+        )
+        for statement in ast.parse(tests.script).body
+    )
+    return _CompiledTests(
+        compile(tests.code, "<reference>", "exec"),
+        compile(tests.setup, "<test setup>", "exec") if tests.setup else None,
+        statements,
+    )
+
+
 def replay(
     item: tuple[AssertTests, Sequence[RecordedCall], Sequence[Outcome | None], Status],
 ) -> Judgement:
     """Run the test statements with each function under test replaced by a stub that returns
     the sandboxed outputs. One statement's failure does not stop the next."""
     tests, recorded, outcomes, missing = item
+    compiled = _compiled(tests)
     namespace: dict[str, Any] = {"__name__": "solution"}
-    exec(compile(tests.code, "<reference>", "exec"), namespace)
-    if tests.setup:
-        exec(compile(tests.setup, "<test setup>", "exec"), namespace)
+    exec(compiled.code, namespace)
+    if compiled.setup is not None:
+        exec(compiled.setup, namespace)
     used = [False] * len(recorded)
 
     def stub_for(name: str) -> Any:
@@ -250,17 +277,16 @@ def replay(
     random.seed(tests.seed)
     passed = total = 0
     first_failure: tuple[Status, str] | None = None
-    for statement in ast.parse(tests.script).body:
-        is_test = isinstance(statement, ast.Assert | ast.Expr)
+    for line, is_test, statement in compiled.statements:
         try:
-            exec(compile(ast.Module([statement], type_ignores=[]), "<test>", "exec"), namespace)
+            exec(statement, namespace)
             failure = None
         except _Unfinished as e:
             failure = e.status, str(e)
         except _Diverged as e:
             failure = Status.FAILED, f"test path diverged: {e}"
         except AssertionError:
-            failure = Status.FAILED, f"assertion failed at line {statement.lineno}"
+            failure = Status.FAILED, f"assertion failed at line {line}"
         except Exception as e:
             origin = getattr(e, "from_code_under_test", None)
             if origin is not None:
