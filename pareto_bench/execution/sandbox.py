@@ -450,16 +450,7 @@ def _job(program: Program, limits: Limits, work_dir: str, hidden: list[str]) -> 
         "mode": program.mode,
         "code": program.code,
         "setup": program.setup,
-        "calls": [
-            {
-                "fn": c.fn,
-                "args": c.args,
-                "kwargs": c.kwargs or _NO_KWARGS,
-                "limit": c.limit,
-                "digest": c.digest,
-            }
-            for c in program.calls
-        ],
+        "calls": [_call_job(c) for c in program.calls],
         "script": program.script,
         "wrap": list(program.wrap),
         "seed": program.seed,
@@ -475,6 +466,16 @@ def _job(program: Program, limits: Limits, work_dir: str, hidden: list[str]) -> 
             "nproc": _nproc_limit(limits.max_procs),
         },
     }
+
+
+def _call_job(call: Call) -> dict[str, Any]:
+    """A call as the sample reads it; no keyword arguments and no digest go unsaid."""
+    job = {"fn": call.fn, "args": call.args, "limit": call.limit}
+    if call.kwargs and call.kwargs != _NO_KWARGS:
+        job["kwargs"] = call.kwargs
+    if call.digest:
+        job["digest"] = True
+    return job
 
 
 def _nproc_limit(headroom: int) -> int:
