@@ -576,6 +576,26 @@ def test_one_zygote_serves_the_process_and_a_forked_child_starts_its_own():
     assert sandbox.shared_zygote() is ours and adds()  # still serving the parent
 
 
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs two cores and CPU affinity",
+)
+def test_samples_run_on_the_cores_of_the_thread_that_asks_for_them():
+    probe = "import os\ndef cores():\n    return sorted(os.sched_getaffinity(0))\n"
+
+    def cores_seen() -> list[int]:
+        return sandbox.run(Program(code=probe, calls=(Call.of("cores", []),))).outcomes[0].value
+
+    every = sorted(os.sched_getaffinity(0))
+    assert cores_seen() == every  # the zygote is running now, on every core
+    os.sched_setaffinity(0, every[:1])
+    try:
+        assert cores_seen() == every[:1]
+    finally:
+        os.sched_setaffinity(0, every)
+    assert cores_seen() == every
+
+
 def test_result_lines_that_are_not_json_objects_are_skipped():
     reader = sandbox._ResultReader(1 << 20)
     read_fd, write_fd = os.pipe()

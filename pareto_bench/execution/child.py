@@ -701,6 +701,7 @@ def zygote(sock_fd: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wake-up byte is written
     pids: dict[object, int] = {}  # request id -> pid, until reaped
+    on_cpus = None  # the cores this zygote was last asked to work on
     warm_up()
     import gc
 
@@ -741,6 +742,11 @@ def zygote(sock_fd: int) -> None:
                     with contextlib.suppress(OSError):
                         os.killpg(pids[request["id"]], signal.SIGKILL)
                 continue
+            cpus = request.get("cpus")
+            if cpus and cpus != on_cpus:  # work where the one asking works; the sample inherits
+                with contextlib.suppress(OSError, ValueError, TypeError):
+                    os.sched_setaffinity(0, cpus)
+                    on_cpus = cpus
             flags = namespace_flags(bool(request.get("user")))
             pid = kernel.fork_into(flags) if request.get("namespaces") else None
             namespaces = pid is not None  # else refused: the sample relies on the audit hook

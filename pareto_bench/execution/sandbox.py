@@ -339,6 +339,7 @@ class Zygote:
                 "job": job_path,
                 "namespaces": USE_NAMESPACES,
                 "user": _user_namespace(),
+                "cpus": _cpus(),
             }
             try:
                 socket.send_fds(self._sock, [json.dumps(request).encode()], list(fds))  # type: ignore[arg-type]
@@ -370,6 +371,12 @@ class Zygote:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _cpus() -> list[int] | None:
+    """The cores this thread may run on: its samples get the same ones, whenever the zygote
+    was started (a rank pinned to its cores scores on them)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
 _shared: list[Zygote] = []
