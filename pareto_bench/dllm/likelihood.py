@@ -15,16 +15,19 @@ to views.
 
 Memory is linear in sequence length: the clean sequences run first (in forwards of at most
 ``max_tokens`` slots per row) and leave their keys and values in a cache; the views then run
-in forwards of at most ``max_tokens`` slots, each reading that cache. A mask covers one forward's
-queries against the cache plus its own slots, never the whole packed row. Log-probabilities are
-computed at target slots only, from the backbone's hidden states, ``LOGIT_ROWS_BUDGET`` logits
-at a time, in fp32; no ``[B, S, V]`` tensor exists. The last layer's MLP runs at those slots
-only (a clean forward needs none of it), which spares most of a layer's work.
+in forwards of at most ``max_tokens`` slots, each reading that cache. Rows that share their
+first blocks (a group's prompt) run those once and each gets a copy of their cache. A mask
+covers one forward's queries against the cache plus its own slots, never the whole packed row.
+Log-probabilities are computed at target slots only, from the backbone's hidden states,
+``LOGIT_ROWS_BUDGET`` logits at a time, in fp32; no ``[B, S, V]`` tensor exists. The last
+layer's MLP runs at those slots only (a clean forward needs none of it), which spares most of
+a layer's work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -173,11 +176,16 @@ def sequence_logprobs(
 
     clean = _clean_slots(sequences, width).to(device)
     context = max(_context(r, b) for r in rows)
+    # A prefix that rows share (a group's prompt) is run once and its cache copied to them.
+    shared, owner = _shared_prefix(sequences, context, b)
     kv: KV = []
-    for start in range(0, context, chunk):
-        part = Slots(*(t[:, start : min(start + chunk, context)] for t in _fields(clean)))
-        mask = _mask(part, clean, start, b, attention)
-        kv = _run(_extend_cache, model, kv, part, mask, record_grad)
+    if shared:
+        unique = sorted(set(owner))
+        head = Slots(*(t[unique] for t in _fields(clean)))
+        kv = _clean_pass(model, head, kv, 0, shared, chunk, b, attention, record_grad)
+        copies = torch.tensor([unique.index(o) for o in owner], device=device)
+        kv = [(k[copies], v[copies]) for k, v in kv]
+    kv = _clean_pass(model, clean, kv, shared, context, chunk, b, attention, record_grad)
 
     per_row = [r.views for r in rows]
     rows_out, cols_out, values_out = [], [], []
@@ -235,6 +243,56 @@ def _context(row: Packed, b: int) -> int:
     stops there, since clean queries are never scored and later blocks are never read."""
     last_block = int(row.views.pos.max()) // b if len(row.views.pos) else 0
     return min(len(row.tokens), last_block * b)
+
+
+def _shared_prefix(
+    sequences: Sequence[Sequence[int]], context: int, b: int
+) -> tuple[int, list[int]]:
+    """The clean prefix worth running once for all the rows that share it: the whole-block
+    length (at most ``context``) that spares the most slots, and for each row the first row
+    (in their order) with the same tokens up to there. ``(0, [0, 1, ...])`` when that spares
+    less than a block per row."""
+    n = len(sequences)
+    # Sorted, the rows that share a prefix are neighbours, and the lengths neighbours have in
+    # common say how many distinct prefixes of each length there are.
+    order = sorted(range(n), key=lambda i: list(sequences[i]))
+    common = [_common_length(sequences[i], sequences[j]) for i, j in itertools.pairwise(order)]
+    best, spared = 0, n * b - 1
+    for length in range(b, context + 1, b):
+        distinct = 1 + sum(c < length for c in common)
+        if (n - distinct) * length > spared:
+            best, spared = length, (n - distinct) * length
+    owner = list(range(n))
+    if best:
+        cuts = [0] + [k + 1 for k, c in enumerate(common) if c < best] + [n]
+        for lo, hi in itertools.pairwise(cuts):
+            for i in order[lo:hi]:
+                owner[i] = min(order[lo:hi])
+    return best, owner
+
+
+def _common_length(a: Sequence[int], c: Sequence[int]) -> int:
+    differ = (k for k, (x, y) in enumerate(zip(a, c, strict=False)) if x != y)
+    return next(differ, min(len(a), len(c)))
+
+
+def _clean_pass(
+    model: PreTrainedModel,
+    clean: Slots,
+    kv: KV,
+    start: int,
+    stop: int,
+    chunk: int,
+    b: int,
+    attention: Attention,
+    record_grad: bool,
+) -> KV:
+    """``kv`` extended with the clean slots ``[start, stop)``, ``chunk`` slots a forward."""
+    for begin in range(start, stop, chunk):
+        part = Slots(*(t[:, begin : min(begin + chunk, stop)] for t in _fields(clean)))
+        mask = _mask(part, clean, begin, b, attention)
+        kv = _run(_extend_cache, model, kv, part, mask, record_grad)
+    return kv
 
 
 def _chunk_slots(block_size: int, max_tokens_per_forward: int) -> int:
