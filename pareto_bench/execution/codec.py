@@ -310,12 +310,12 @@ def value_digest(value: object) -> str:
     """``digest(encode(value))``. A flat list of plain scalars, the usual large output, is
     hashed by its numbers' bytes, or brought to its canonical form in one pass (none at all
     when it holds only strings or only ints)."""
-    direct = _direct_digest(value)
-    if direct:
-        return direct
-    if type(value) is not list:
-        return digest(encode(value))
-    flat = _canonical_scalars(value)
+    return _direct_digest(value) or _canonical_digest(value)
+
+
+def _canonical_digest(value: object) -> str:
+    """``value_digest`` of a value that ``_direct_digest`` does not take."""
+    flat = _canonical_scalars(value) if type(value) is list else None
     return digest(encode(value)) if flat is None else _hash_canonical(flat)
 
 
@@ -404,7 +404,7 @@ def output_payload(value: object, digest_mode: bool, digest_over: int) -> object
         packed = _marshalled(value)
         hashes = [] if packed is None else ["m:" + hashlib.sha256(packed).hexdigest()]
         if packed is None or len(packed) <= CANONICAL_LIMIT:
-            hashes.append("c:" + value_digest(value))
+            hashes.append("c:" + _canonical_digest(value))  # not direct: checked above
         return {"t": "digest", "v": hashes}
     if not digest_over:
         return encode(value)
