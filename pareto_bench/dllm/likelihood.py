@@ -183,7 +183,8 @@ def sequence_logprobs(
         unique = sorted(set(owner))
         head = Slots(*(t[unique] for t in _fields(clean)))
         kv = _clean_pass(model, head, kv, 0, shared, chunk, b, attention, record_grad)
-        copies = torch.tensor([unique.index(o) for o in owner], device=device)
+        place = {row: k for k, row in enumerate(unique)}
+        copies = torch.tensor([place[o] for o in owner], device=device)
         kv = [(k[copies], v[copies]) for k, v in kv]
     kv = _clean_pass(model, clean, kv, shared, context, chunk, b, attention, record_grad)
 
@@ -266,8 +267,9 @@ def _shared_prefix(
     if best:
         cuts = [0] + [k + 1 for k, c in enumerate(common) if c < best] + [n]
         for lo, hi in itertools.pairwise(cuts):
+            first = min(order[lo:hi])
             for i in order[lo:hi]:
-                owner[i] = min(order[lo:hi])
+                owner[i] = first
     return best, owner
 
 

@@ -287,8 +287,7 @@ class CodeTask:
         jobs = [self._job(problems[i], programs[i], calls[problems[i].id]) for i in runnable]  # type: ignore[arg-type]
         expected = [plans[problems[i].id].reference_seconds() for i in runnable]
         replay_now = replays_here()
-        later: dict[int, tuple[Any, ...]] = {}  # replays left for the end
-        stages_of: dict[int, dict[str, float]] = {}
+        later: dict[int, tuple[tuple[Any, ...], dict[str, float]]] = {}  # (replay, stages)
         decoded: dict[str, tuple[list[Any], list[Any]]] = {}  # once per problem
         finished = self._as_completed(
             jobs, self.hidden_paths(problems), "running samples", expected
@@ -314,7 +313,7 @@ class CodeTask:
             elif verdict is None:
                 replay = (tests, plan.recorded, execution.outcomes, execution.missing_status())
                 if not replay_now:
-                    later[i], stages_of[i] = replay, execution.stages
+                    later[i] = replay, execution.stages
                     continue
                 (judgement,) = replay_all([replay], timeout=self.replay_timeout)
                 verdict = _verdict(judgement)
@@ -323,7 +322,7 @@ class CodeTask:
             order = sorted(later)
             started = time.perf_counter()
             judged = replay_all(
-                [later[i] for i in order],
+                [later[i][0] for i in order],
                 timeout=self.replay_timeout,
                 workers=self.workers,
                 on_done=self._ticker("judging", len(later)),
@@ -331,7 +330,7 @@ class CodeTask:
             # Replays run as one batch: each sample is charged an equal share of its time.
             share = (time.perf_counter() - started) / len(later)
             for i, judgement in zip(order, judged, strict=True):
-                stages = {**stages_of[i], "compare": share}
+                stages = {**later[i][1], "compare": share}
                 verdicts[i] = dataclasses.replace(_verdict(judgement), stages=stages)
         return verdicts  # type: ignore[return-value]
 
