@@ -118,10 +118,53 @@ def test_batched_equals_unbatched_for_mixed_prompt_lengths(random_tiny, tau):
     assert batched == alone
 
 
+def test_a_group_runs_its_prompt_once_and_decodes_as_each_copy_alone(random_tiny):
+    """G copies of a prompt (an RL group) share one prefill: it runs over the distinct prompts,
+    and each row, sampling with its own generator, decodes as it would alone."""
+    prompts = [p for p in PROMPTS for _ in range(3)]
+    batch_rows = []
+    hook = random_tiny.model.base_model.register_forward_pre_hook(
+        lambda module, args, kwargs: batch_rows.append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True,
+    )
+    kw = dict(threshold=0.1, temperature=1.0, seed=5)
+    try:
+        batched = run(random_tiny, prompts, **kw)
+    finally:
+        hook.remove()
+    assert batch_rows[0] == len(PROMPTS) and max(batch_rows) == len(prompts)
+    alone = [run(random_tiny, [p], **{**kw, "seed": 5 + i})[0] for i, p in enumerate(prompts)]
+    assert batched == alone
+
+
+def test_only_undecided_slots_are_finished_and_projected(random_tiny):
+    """Committing one token per forward, a block's forwards read b, b - 1, ..., 1 slots: the
+    output head and the last layer's MLP see just those, and nothing of the prefill or of a
+    finished block riding along."""
+    b, prompt = 4, [9] * 8  # whole blocks, so that every generated block has b slots
+    head_rows, mlp_rows = [], []
+    hooks = [
+        random_tiny.model.get_output_embeddings().register_forward_pre_hook(
+            lambda module, args: head_rows.append(args[0].shape[0])
+        ),
+        random_tiny.model.base_model.layers[-1].mlp.down_proj.register_forward_pre_hook(
+            lambda module, args: mlp_rows.append(args[0].shape[:-1].numel())
+        ),
+    ]
+    try:
+        (gen,) = run(random_tiny, [prompt], block_size=b, threshold=2.0, max_new_tokens=12)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    blocks = -(-len(gen.tokens) // b)
+    assert head_rows == [b, b - 1, b - 2, b - 3] * blocks
+    assert [n for n in mlp_rows if n] == head_rows and mlp_rows[0] == 0  # the prefill reads none
+
+
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_rows_done_with_a_block_are_left_out_of_its_later_forwards(random_tiny, use_cache):
     rows_per_forward = []
-    hook = random_tiny.model.register_forward_pre_hook(
+    hook = random_tiny.model.base_model.register_forward_pre_hook(
         lambda module, args, kwargs: rows_per_forward.append(kwargs["input_ids"].shape[0]),
         with_kwargs=True,
     )

@@ -117,10 +117,16 @@ def test_packed_likelihood_equals_direct_per_step_computation(random_tiny, surro
         assert torch.allclose(got, torch.tensor(expected, dtype=torch.float64), atol=1e-6)
 
 
+@pytest.mark.parametrize("view_attention", ["compact", "sdpa"])
 @pytest.mark.parametrize("surrogate", [False, True], ids=["trajectory", "block_surrogate"])
-def test_packed_likelihood_and_its_gradient_equal_the_dense_reference(random_tiny, surrogate):
+def test_packed_likelihood_and_its_gradient_equal_the_dense_reference(
+    random_tiny, surrogate, view_attention, monkeypatch
+):
     """Values and gradients equal the one-forward dense-mask, full-log-softmax reference, with and
-    without recomputation in backward (float64, so only the order of sums differs)."""
+    without recomputation in backward (float64, so only the order of sums differs), whether the
+    views' attention reads the compact mask or, past its budget, SDPA's dense one."""
+    if view_attention == "sdpa":
+        monkeypatch.setattr(likelihood, "VIEW_SCORES_BUDGET", 0)
     lm, b = random_tiny, 4
     _assert_equals_dense_reference(lm, *_sampled_trajectories(lm, b), b, surrogate)
 
@@ -252,6 +258,40 @@ def test_flex_mask_mod_is_the_same_rule_as_the_dense_mask():
     flex = create_mask(rule, rows, 1, queries, keys, device="cpu")[:, 0]
     assert dense.any() and not dense.all()
     assert torch.equal(flex, dense)
+
+
+def test_compact_view_mask_is_the_dense_mask_less_its_always_false_columns(random_tiny):
+    """On real views (several per row, padding rows included), the compact mask's clean columns
+    are the dense mask's, its own columns are the query's view's slots, and the dense mask
+    allows nothing else."""
+    from pareto_bench.dllm.attention import block_causal_allowed, own_view_allowed
+
+    lm, b = random_tiny, 4
+    prompts, gens = _sampled_trajectories(lm, b)
+    packed = _packed(prompts, gens, b, lm.mask_id, surrogate=False)
+    sequences = [r.tokens for r in packed]
+    clean = likelihood._clean_slots(sequences, max(map(len, sequences)))
+    part = likelihood._stack([r.views for r in packed])
+    cached = clean.pos.shape[1]
+    compact = own_view_allowed(
+        part.pos, part.valid, part.view, clean.pos, clean.valid, clean.view, b
+    )
+    dense = block_causal_allowed(
+        part.pos,
+        torch.cat([clean.pos, part.pos], 1),
+        torch.cat([clean.valid, part.valid], 1),
+        b,
+        part.view,
+        torch.cat([clean.view, part.view], 1),
+    )
+    assert (part.view == -2).any() and compact.any()
+    assert torch.equal(compact[..., :cached], dense[..., :cached])
+    own = dense[..., cached:].reshape(*dense.shape[:2], -1, b)  # [R, Q, views, b]
+    view_of_query = torch.arange(part.pos.shape[1]) // b
+    for q, view in enumerate(view_of_query.tolist()):
+        assert torch.equal(compact[:, q, cached:], own[:, q, view])
+        others = torch.cat([own[:, q, :view], own[:, q, view + 1 :]], dim=1)
+        assert not others.any()
 
 
 def test_the_likelihoods_flex_attention_is_what_transformers_calls():

@@ -105,6 +105,83 @@ def block_causal_mask(
     return mask.unsqueeze(1)
 
 
+def own_view_allowed(
+    query_pos: torch.Tensor,
+    query_valid: torch.Tensor,
+    query_view: torch.Tensor,
+    clean_pos: torch.Tensor,
+    clean_valid: torch.Tensor,
+    clean_view: torch.Tensor,
+    block_size: int,
+) -> torch.Tensor:
+    """``[B, Q, C + b]`` bool: the rule for a forward whose ``Q`` queries are whole views of
+    ``b = block_size`` slots each, against ``C`` cached clean keys (``[B, C]`` tensors) and its
+    own slots. A view's queries read no other view's slots, so the own part holds only the
+    query's view: column ``C + j`` is slot ``j`` of its ``b``-slot group. ``view_attention_forward``
+    reads this form; it is ``block_causal_allowed`` without the columns that are always false."""
+    rows, queries = query_pos.shape
+
+    def own(t: torch.Tensor) -> torch.Tensor:  # [B, Q] -> [B, Q, b]: each query's view's slots
+        return (
+            t.reshape(rows, queries // block_size, 1, block_size)
+            .expand(-1, -1, block_size, -1)
+            .reshape(rows, queries, block_size)
+        )
+
+    q_pos, q_view = query_pos[:, :, None], query_view[:, :, None]
+    clean = block_rule(
+        q_pos, clean_pos[:, None], clean_valid[:, None], block_size, q_view, clean_view[:, None]
+    )
+    mine = block_rule(q_pos, own(query_pos), own(query_valid), block_size, q_view, own(query_view))
+    return torch.cat([clean, mine], dim=-1)
+
+
+def view_attention_forward(
+    module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs
+):
+    """Transformers' attention interface over ``own_view_allowed``'s compact mask (``[B, 1, Q,
+    C + b]``): each query scores the ``C`` cached keys and its own view's ``b`` keys, not the
+    ``C + Q`` of a dense mask, most of which are other views' slots. Exact, with the softmax in
+    at least fp32; the scores are materialised, so it suits forwards whose ``B x H x Q x (C + b)``
+    is small (the CPU likelihood of small models), where it is several times cheaper than SDPA."""
+    if dropout:
+        raise ValueError("view attention has no dropout; the likelihood runs without it")
+    rows, heads, queries, dim = query.shape
+    groups = key.shape[1]  # key/value heads; each serves heads // groups query heads
+    cached = key.shape[2] - queries
+    b = attention_mask.shape[-1] - cached
+    views = queries // b
+    q = query.reshape(rows, groups, heads // groups, queries, dim)
+    k, v = key[:, :, None], value[:, :, None]
+    own_k = k[..., cached:, :].reshape(rows, groups, 1, views, b, dim)
+    own_v = v[..., cached:, :].reshape(rows, groups, 1, views, b, dim)
+    by_view = q.reshape(rows, groups, heads // groups, views, b, dim)
+    scores = torch.cat(
+        [
+            q @ k[..., :cached, :].transpose(-1, -2),
+            (by_view @ own_k.transpose(-1, -2)).flatten(3, 4),
+        ],
+        dim=-1,
+    )
+    scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
+    scores = scores * (dim**-0.5 if scaling is None else scaling)
+    probs = scores.masked_fill(~attention_mask[:, :, None], float("-inf")).softmax(-1)
+    probs = probs.to(query.dtype)
+    own_probs = probs[..., cached:].reshape(rows, groups, heads // groups, views, b, b)
+    out = probs[..., :cached] @ v[..., :cached, :] + (own_probs @ own_v).flatten(3, 4)
+    return out.reshape(rows, heads, queries, dim).transpose(1, 2).contiguous(), None
+
+
+@functools.cache
+def view_implementation() -> str:
+    """The name under which ``view_attention_forward`` is registered with transformers."""
+    from transformers import AttentionInterface
+
+    name = "pareto_bench_views"
+    AttentionInterface.register(name, view_attention_forward)
+    return name
+
+
 FLEX_RECOMPILE_LIMIT = 64
 
 

@@ -15,7 +15,9 @@ to views.
 
 Memory is linear in sequence length: the clean sequences run first (in forwards of at most
 ``max_tokens`` slots per row) and leave their keys and values in a cache; the views then run
-in forwards of at most ``max_tokens`` slots, each reading that cache. Rows that share their
+in forwards of at most ``max_tokens`` slots, each reading that cache. A view reads no other view, so
+on SDPA a forward of views attends through a compact mask (the cached keys and its own view's
+``b`` slots, not every slot of the forward) while its scores are small. Rows that share their
 first blocks (a group's prompt) run those once and each gets a copy of their cache. A mask
 covers one forward's queries against the cache plus its own slots, never the whole packed row.
 Log-probabilities are computed at target slots only, from the backbone's hidden states,
@@ -26,7 +28,6 @@ a layer's work.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,10 @@ from pareto_bench.dllm.attention import (
     block_causal_allowed,
     block_mask_mod,
     flex_implementation,
+    own_view_allowed,
+    view_implementation,
 )
+from pareto_bench.dllm.readout import last_mlp_at
 
 LOGIT_ROWS_BUDGET = 2**23  # logits per chunk (rows x vocabulary): 32 MB in fp32
 PAD = 0  # the id in slots no query reads (padding, and a view's slots past a sequence's end)
@@ -172,6 +176,7 @@ def sequence_logprobs(
     width = max(len(s) for s in sequences)
     longest = max(max(len(r.tokens), len(r.views.ids)) for r in rows)
     chunk = _chunk_slots(b, max_tokens_per_forward or longest)
+    heads = model.config.num_attention_heads
     record_grad = checkpoint and torch.is_grad_enabled()
 
     clean = _clean_slots(sequences, width).to(device)
@@ -203,7 +208,7 @@ def sequence_logprobs(
         rows = index if len(active) < batch else slice(None)  # a view, not a copy, of all rows
         row_kv = [(k[rows, :, :read], v[rows, :, :read]) for k, v in kv]
         row_clean = Slots(*(t[index] for t in _fields(clean)))
-        mask = _mask(part, row_clean, read, b, attention)
+        mask = _mask(part, row_clean, read, b, attention, heads)
         target_ids = row_clean.ids.gather(1, part.target.clamp(min=0))[scored]
         logp = _run(
             _scoring_forward(scored, target_ids, mask_id), model, row_kv, part, mask, record_grad
@@ -362,27 +367,58 @@ def _stack(rows: list[Slots]) -> Slots:
     )
 
 
-def _mask(
-    part: Slots, clean: Slots, cached: int, b: int, attention: Attention
-) -> torch.Tensor | BlockMask:
-    """The mask of one forward's queries against the ``cached`` clean slots and their own slots:
-    ``[R, 1, Q, K]`` bool, or a ``BlockMask`` for flex."""
-    key_pos = torch.cat([clean.pos[:, :cached], part.pos], dim=1)
-    key_valid = torch.cat([clean.valid[:, :cached], part.valid], dim=1)
-    key_view = torch.cat([clean.view[:, :cached], part.view], dim=1)
-    if attention == "flex":
-        from torch.nn.attention.flex_attention import create_block_mask
+@dataclass(frozen=True)
+class _Mask:
+    """One forward's mask and the attention implementation that reads it."""
 
-        rule = block_mask_mod(part.pos, key_pos, key_valid, b, part.view, key_view)
-        rows, queries = part.pos.shape
-        # A padding query that may read nothing gets zeros from flex (no NaN), so no fix is needed.
-        return create_block_mask(
-            rule, rows, None, queries, key_pos.shape[1], device=part.pos.device
+    value: torch.Tensor | BlockMask
+    implementation: str
+
+
+# Scores (rows x heads x queries x keys) of one layer of a compact view-attention forward; past
+# it the views go to SDPA's flash kernel, whose memory stays linear in the keys.
+VIEW_SCORES_BUDGET = 2**22
+
+
+def _mask(
+    part: Slots, clean: Slots, cached: int, b: int, attention: Attention, heads: int = 0
+) -> _Mask:
+    """The mask of one forward's queries against the ``cached`` clean slots and their own slots:
+    a ``BlockMask`` for flex, else ``[R, 1, Q, K]`` bool for SDPA. A forward of views (``heads``
+    given) whose scores fit ``VIEW_SCORES_BUDGET`` gets the compact form of ``own_view_allowed``
+    instead (``K = cached + b``), read by ``view_attention_forward``."""
+    rows, queries = part.pos.shape
+    if (
+        attention == "sdpa"
+        and heads
+        and rows * heads * queries * (cached + b) <= VIEW_SCORES_BUDGET
+    ):
+        allowed = own_view_allowed(
+            part.pos,
+            part.valid,
+            part.view,
+            *(t[:, :cached] for t in (clean.pos, clean.valid, clean.view)),
+            b,
         )
-    allowed = block_causal_allowed(part.pos, key_pos, key_valid, b, part.view, key_view)
-    # A padding query that may read nothing would give NaN under SDPA: let it read slot 0.
+        implementation = view_implementation()
+    else:
+        key_pos = torch.cat([clean.pos[:, :cached], part.pos], dim=1)
+        key_valid = torch.cat([clean.valid[:, :cached], part.valid], dim=1)
+        key_view = torch.cat([clean.view[:, :cached], part.view], dim=1)
+        if attention == "flex":
+            from torch.nn.attention.flex_attention import create_block_mask
+
+            rule = block_mask_mod(part.pos, key_pos, key_valid, b, part.view, key_view)
+            # A padding query that may read nothing gets zeros from flex (no NaN): no fix needed.
+            block_mask = create_block_mask(
+                rule, rows, None, queries, key_pos.shape[1], device=part.pos.device
+            )
+            return _Mask(block_mask, flex_implementation())
+        allowed = block_causal_allowed(part.pos, key_pos, key_valid, b, part.view, key_view)
+        implementation = "sdpa"
+    # A padding query that may read nothing would give NaN: let it read the first key.
     allowed[:, :, 0] |= ~allowed.any(dim=-1)
-    return allowed[:, None]
+    return _Mask(allowed[:, None], implementation)
 
 
 def _run(
@@ -390,7 +426,7 @@ def _run(
     model: PreTrainedModel,
     kv: KV,
     part: Slots,
-    mask: torch.Tensor,
+    mask: _Mask,
     record_grad: bool,
 ):
     flat = [t for pair in kv for t in pair]
@@ -405,64 +441,33 @@ def _forward(
     model: PreTrainedModel,
     ids: torch.Tensor,
     pos: torch.Tensor,
-    mask: torch.Tensor,
+    mask: _Mask,
     flat_kv: Sequence[torch.Tensor],
     read: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, DynamicCache]:
     """The backbone over ``ids`` after the cached clean slots; returns hidden states and the cache
     (a fresh one: the cached tensors are shared, never written). Only the ``read`` slots' hidden
     states are computed in full (``[R, Q]`` bool; None: none, as a clean forward reads only the
-    cache); the others are left unfinished (see ``_last_mlp_at``)."""
+    cache); the others are left unfinished (``readout.last_mlp_at``)."""
     cache = DynamicCache()
     for layer in range(len(flat_kv) // 2):
         cache.update(flat_kv[2 * layer], flat_kv[2 * layer + 1], layer)
     # Set here, inside what a checkpoint recomputes, so that the backward's replay matches.
-    implementation = flex_implementation() if isinstance(mask, BlockMask) else "sdpa"
     saved = model.config._attn_implementation
-    model.config._attn_implementation = implementation
+    model.config._attn_implementation = mask.implementation
     try:
-        with _last_mlp_at(model, read):
+        with last_mlp_at(model, read):
             hidden = model.base_model(
                 input_ids=ids,
                 position_ids=pos,
                 # A 4-D mask (or BlockMask) is used as it is by every family's mask logic.
-                attention_mask=mask,
+                attention_mask=mask.value,
                 cache=cache,
                 use_cache=True,
             ).last_hidden_state
     finally:
         model.config._attn_implementation = saved
     return hidden, cache
-
-
-@contextlib.contextmanager
-def _last_mlp_at(model: PreTrainedModel, read: torch.Tensor | None):
-    """Run the last decoder layer's MLP on the ``read`` slots only. No slot reads another's MLP
-    output and nothing reads the last layer's output but the scorer, so the other slots' final
-    hidden states may stay unfinished; it spares most of one layer (the MLP is most of a
-    layer's weights). A model without ``layers[-1].mlp`` runs in full."""
-    layers = getattr(model.base_model, "layers", None)
-    mlp = getattr(layers[-1], "mlp", None) if layers else None
-    if mlp is None:
-        yield
-        return
-    shapes = []
-
-    def narrow(module, args):
-        (hidden,) = args
-        shapes.append(hidden.shape)
-        return (hidden[read] if read is not None else hidden[:0, :0],)
-
-    def widen(module, args, out):
-        full = out.new_zeros(shapes.pop()[:-1] + out.shape[-1:])
-        return full if read is None else full.index_put((read,), out)
-
-    handles = [mlp.register_forward_pre_hook(narrow), mlp.register_forward_hook(widen)]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _extend_cache(model, ids, pos, mask, *flat_kv) -> KV:

@@ -10,6 +10,9 @@ The semantics are docs/DESIGN.md, "Decoding". In short, for each prompt of lengt
   confident one; ``static``: the ``max(1, b // steps_per_block)`` most confident;
 - a finished block is written to the KV cache with its final tokens (not counted as a forward;
   it rides along in the next block's first forward);
+- a forward finishes (the last layer's MLP and the output head) only the slots whose logits
+  are read, the current block's undecided positions, and copies of one prompt (an RL group)
+  share one prefill;
   a block that contains EOS ends the sequence.
 
 Batching: every sequence keeps its own positions, so a batch is laid out in *slots*. Slots
@@ -30,6 +33,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from pareto_bench.dllm.attention import block_causal_mask
+from pareto_bench.dllm.readout import last_mlp_at
 
 STRATEGIES = ("dynamic", "static")
 
@@ -100,16 +104,18 @@ def generate(
         else model.dtype
     )
     b = block_size
+    head = model.get_output_embeddings()
 
     def forward(
         start: int,
         end: int,
         cache: DynamicCache | None,
         rows: torch.Tensor | None = None,
-        keep: int | None = None,
-    ) -> torch.Tensor:
-        """Logits of the last ``keep`` (default all) of slots [start, end) given all slots before
-        them, for ``rows`` (default all)."""
+        read: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """Slots [start, end) given all slots before them, for ``rows`` (default all); returns
+        the logits of the ``read`` slots (``[R, k]`` bool over the last k slots; None: none) as
+        ``[n, V]``, in ``read``'s row-major order. Only the read slots are finished and projected."""
         pick = slice(None) if rows is None else rows
         pos, valid, tokens = layout.pos[pick], layout.valid[pick], layout.tokens[pick]
         context = 0 if cache is None else start
@@ -120,46 +126,47 @@ def generate(
             b,
             dtype,
         )
-        out = model(
-            input_ids=tokens[:, context:end],
-            position_ids=pos[:, context:end],
-            attention_mask=mask,
-            cache=cache,
-            use_cache=cache is not None,
-            logits_to_keep=keep or end - start,  # project only the slots that are read
-        )
-        return out.logits
+        if read is not None:  # over every input slot
+            read = torch.nn.functional.pad(read, (end - context - read.shape[1], 0), value=False)
+        with last_mlp_at(model, read):
+            hidden = model.base_model(
+                input_ids=tokens[:, context:end],
+                position_ids=pos[:, context:end],
+                attention_mask=mask,
+                cache=cache,
+                use_cache=cache is not None,
+            ).last_hidden_state
+        return None if read is None else head(hidden[read])
 
     cache = DynamicCache() if use_cache else None
     if cache is not None and layout.prefix_slots:
-        forward(0, layout.prefix_slots, cache, keep=1)
+        _prefill(forward, layout, cache)
     cached_until = layout.prefix_slots  # the cache holds the keys and values of slots before it
 
-    def denoise(start: int, end: int, rows: torch.Tensor) -> torch.Tensor:
-        """One denoising forward of the block [start, end): logits for every row, computed for
-        the ``rows`` that still have masked slots in it. Its keys and values are dropped (the
-        block is not final), but finished blocks not yet cached ride along and are kept, so
-        writing a final block costs no forward of its own."""
+    def denoise(start: int, end: int, todo: torch.Tensor) -> torch.Tensor:
+        """One denoising forward of the block [start, end): logits at its ``todo`` slots, in
+        their row-major order, computed for the rows that have any. Its keys and values are
+        dropped (the block is not final), but finished blocks not yet cached ride along and
+        are kept, so writing a final block costs no forward of its own."""
         nonlocal cached_until
+        rows = todo.any(dim=1)
         if cache is not None and cached_until < start:
             if rows.all():
-                logits = forward(cached_until, end, cache, keep=end - start)
+                logits = forward(cached_until, end, cache, read=todo)
                 cache.crop(-b)
                 cached_until = start
                 return logits
-            forward(cached_until, start, cache, keep=1)
+            forward(cached_until, start, cache)
             cached_until = start
         if rows.all():
-            logits = forward(start, end, cache)
+            logits = forward(start, end, cache, read=todo)
             if cache is not None:
                 cache.crop(-b)
             return logits
         # Rows done with this block would otherwise wait for the slowest one at full cost.
         active = rows.nonzero()[:, 0]
-        logits = forward(start, end, None if cache is None else _rows_of(cache, active), active)
-        full = logits.new_zeros((layout.batch, *logits.shape[1:]))
-        full[active] = logits  # the sampler reads only rows with masked slots
-        return full
+        subset = None if cache is None else _rows_of(cache, active)
+        return forward(start, end, subset, active, read=todo[active])
 
     num_forwards = torch.zeros(layout.batch, dtype=torch.long, device=device)
     finished = torch.zeros(layout.batch, dtype=torch.bool, device=device)
@@ -168,11 +175,10 @@ def generate(
         end = start + b
         todo = layout.generated[:, start:end] & ~finished[:, None]
         while todo.any():
-            rows = todo.any(dim=1)
-            logits = denoise(start, end, rows)
+            logits = denoise(start, end, todo)
             candidates, confidence = sampler(logits, todo)
             commit = _select(confidence, todo, strategy, threshold, commit_per_forward)
-            num_forwards += rows.long()
+            num_forwards += todo.any(dim=1).long()
             slots = layout.tokens[:, start:end]
             slots[commit] = candidates[commit]
             layout.step[:, start:end][commit] = num_forwards[:, None].expand(-1, b)[commit]
@@ -184,6 +190,21 @@ def generate(
         if finished.all():
             break
     return layout.results(set(eos_ids.tolist()), num_forwards)
+
+
+def _prefill(forward, layout: _SlotLayout, cache: DynamicCache) -> None:
+    """The prompts' complete blocks into ``cache``. Rows with the same prompt (a group's G
+    trajectories) run it once and share its keys and values."""
+    slots = layout.prefix_slots
+    prefix = torch.cat([layout.tokens[:, :slots], layout.valid[:, :slots].long()], dim=1)
+    distinct, owner = torch.unique(prefix, dim=0, return_inverse=True)
+    if len(distinct) == layout.batch:
+        forward(0, slots, cache)
+        return
+    rows = torch.arange(layout.batch, device=owner.device)
+    first = torch.full((len(distinct),), layout.batch, device=owner.device)
+    forward(0, slots, cache, first.scatter_reduce(0, owner, rows, "amin"))
+    cache.batch_select_indices(owner)
 
 
 def _rows_of(cache: DynamicCache, rows: torch.Tensor) -> DynamicCache:
@@ -286,9 +307,10 @@ class _CandidateSampler:
     def __call__(
         self, logits: torch.Tensor, todo: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``logits``: ``[n, V]`` at the ``n`` true slots of ``todo`` (``[R, b]``), row-major."""
         candidates = torch.zeros(todo.shape, dtype=torch.long, device=todo.device)
         confidence = torch.zeros(todo.shape, dtype=torch.float32, device=todo.device)
-        picked = logits[todo].float()  # only the masked positions: keeps big vocabularies cheap
+        picked = logits.float()  # the masked positions' rows only: keeps big vocabularies cheap
         picked[:, self.mask_id] = float("-inf")
         if self.temperature <= 0:
             probs = torch.softmax(picked, dim=-1)
@@ -302,13 +324,15 @@ class _CandidateSampler:
                 if filtering
                 else probs
             )
-            row_of = todo.nonzero()[:, 0]
-            cand = torch.empty(len(row_of), dtype=torch.long, device=probs.device)
-            for row in row_of.unique().tolist():
-                sel = (row_of == row).nonzero()[:, 0]
-                cand[sel] = torch.multinomial(sample_probs[sel], 1, generator=self.generators[row])[
-                    :, 0
+            # The slots come row by row, so each row's are one run: drawn with its own generator.
+            counts = todo.sum(dim=1).tolist()
+            cand = torch.cat(
+                [
+                    torch.multinomial(part, 1, generator=self.generators[row])[:, 0]
+                    for row, part in enumerate(sample_probs.split(counts))
+                    if counts[row]
                 ]
+            )
             conf = probs.gather(-1, cand[:, None])[:, 0]
         candidates[todo] = cand
         confidence[todo] = conf

@@ -79,10 +79,12 @@ class Replay:
             checkpoint=checkpoint,
             attention=self.attention,
         )
-        out = slots.new_zeros((len(rows), self.width))
-        for r, i in enumerate(rows):
-            out[r, : self.lengths[i]] = slots[r, self.starts[i] : self.starts[i] + self.lengths[i]]
-        return out
+        starts = torch.tensor([self.starts[i] for i in rows], device=slots.device)
+        at = (starts[:, None] + torch.arange(self.width, device=slots.device)).clamp(
+            max=slots.shape[1] - 1
+        )
+        real = self.token_mask[rows].to(slots.device)
+        return torch.where(real, slots.gather(1, at), 0.0)
 
     def mean_forwards(self) -> float:
         """Forwards per trajectory of one likelihood pass, each trajectory on its own."""
