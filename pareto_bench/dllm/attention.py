@@ -148,28 +148,33 @@ def view_attention_forward(
         raise ValueError("view attention has no dropout; the likelihood runs without it")
     rows, heads, queries, dim = query.shape
     groups = key.shape[1]  # key/value heads; each serves heads // groups query heads
+    per = heads // groups
     cached = key.shape[2] - queries
     b = attention_mask.shape[-1] - cached
     views = queries // b
-    q = query.reshape(rows, groups, heads // groups, queries, dim)
-    k, v = key[:, :, None], value[:, :, None]
-    own_k = k[..., cached:, :].reshape(rows, groups, 1, views, b, dim)
-    own_v = v[..., cached:, :].reshape(rows, groups, 1, views, b, dim)
-    by_view = q.reshape(rows, groups, heads // groups, views, b, dim)
+    # Queries in view-major order, [R, groups, views * per * b, d], so that a view's queries of
+    # every head in its group are one run: the own part is then one batched product per view.
+    q = query.unflatten(1, (groups, per)).unflatten(3, (views, b)).transpose(2, 3)
+    q = q.reshape(rows, groups, views * per * b, dim) * (dim**-0.5 if scaling is None else scaling)
+    own_keys = key[:, :, cached:].unflatten(2, (views, b))
+    own_values = value[:, :, cached:].unflatten(2, (views, b))
+    by_view = q.view(rows, groups, views, per * b, dim)
     scores = torch.cat(
         [
-            q @ k[..., :cached, :].transpose(-1, -2),
-            (by_view @ own_k.transpose(-1, -2)).flatten(3, 4),
+            q @ key[:, :, :cached].transpose(-1, -2),
+            (by_view @ own_keys.transpose(-1, -2)).flatten(2, 3),
         ],
         dim=-1,
     )
     scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
-    scores = scores * (dim**-0.5 if scaling is None else scaling)
-    probs = scores.masked_fill(~attention_mask[:, :, None], float("-inf")).softmax(-1)
-    probs = probs.to(query.dtype)
-    own_probs = probs[..., cached:].reshape(rows, groups, heads // groups, views, b, b)
-    out = probs[..., :cached] @ v[..., :cached, :] + (own_probs @ own_v).flatten(3, 4)
-    return out.reshape(rows, heads, queries, dim).transpose(1, 2).contiguous(), None
+    allowed = attention_mask.view(rows, 1, views, 1, b, cached + b)  # the same for every head
+    shape = (rows, groups, views, per, b, cached + b)
+    probs = scores.view(shape).masked_fill(~allowed, float("-inf")).softmax(-1)
+    probs = probs.to(query.dtype).view(rows, groups, views * per * b, cached + b)
+    own_probs = probs[..., cached:].view(rows, groups, views, per * b, b)
+    out = probs[..., :cached] @ value[:, :, :cached] + (own_probs @ own_values).flatten(2, 3)
+    out = out.view(rows, groups, views, per, b, dim).permute(0, 2, 4, 1, 3, 5)
+    return out.reshape(rows, queries, heads, dim), None
 
 
 @functools.cache
