@@ -15,9 +15,9 @@ to views.
 
 Memory is linear in sequence length: the clean sequences run first (in forwards of at most
 ``max_tokens`` slots per row) and leave their keys and values in a cache; the views then run
-in forwards of at most ``max_tokens`` slots, each reading that cache. A view reads no other view, so
-on SDPA a forward of views attends through a compact mask (the cached keys and its own view's
-``b`` slots, not every slot of the forward) while its scores are small. Rows that share their
+in forwards of at most ``max_tokens`` slots, each reading that cache. A view reads no other
+view, so on SDPA a forward of views attends through a compact mask (the cached keys and its own
+view's ``b`` slots, not every slot of the forward) while its scores are small. Rows that share their
 first blocks (a group's prompt) run those once and each gets a copy of their cache. A mask
 covers one forward's queries against the cache plus its own slots, never the whole packed row.
 Log-probabilities are computed at target slots only, from the backbone's hidden states,

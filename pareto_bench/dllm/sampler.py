@@ -10,10 +10,10 @@ The semantics are docs/DESIGN.md, "Decoding". In short, for each prompt of lengt
   confident one; ``static``: the ``max(1, b // steps_per_block)`` most confident;
 - a finished block is written to the KV cache with its final tokens (not counted as a forward;
   it rides along in the next block's first forward);
+  a block that contains EOS ends the sequence;
 - a forward finishes (the last layer's MLP and the output head) only the slots whose logits
   are read, the current block's undecided positions, and copies of one prompt (an RL group)
-  share one prefill;
-  a block that contains EOS ends the sequence.
+  share one prefill.
 
 Batching: every sequence keeps its own positions, so a batch is laid out in *slots*. Slots
 ``[0, Lp)`` hold each prompt's complete blocks, left-padded; then every decoding round appends
@@ -114,8 +114,9 @@ def generate(
         read: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """Slots [start, end) given all slots before them, for ``rows`` (default all); returns
-        the logits of the ``read`` slots (``[R, k]`` bool over the last k slots; None: none) as
-        ``[n, V]``, in ``read``'s row-major order. Only the read slots are finished and projected."""
+        the logits of the ``read`` slots (``[R, k]`` bool over the last k slots; None: none)
+        as ``[n, V]``, in ``read``'s row-major order. Only the read slots are finished and
+        projected."""
         pick = slice(None) if rows is None else rows
         pos, valid, tokens = layout.pos[pick], layout.valid[pick], layout.tokens[pick]
         context = 0 if cache is None else start
@@ -143,13 +144,12 @@ def generate(
         _prefill(forward, layout, cache)
     cached_until = layout.prefix_slots  # the cache holds the keys and values of slots before it
 
-    def denoise(start: int, end: int, todo: torch.Tensor) -> torch.Tensor:
+    def denoise(start: int, end: int, todo: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """One denoising forward of the block [start, end): logits at its ``todo`` slots, in
-        their row-major order, computed for the rows that have any. Its keys and values are
+        their row-major order, computed for the ``rows`` that have any. Its keys and values are
         dropped (the block is not final), but finished blocks not yet cached ride along and
         are kept, so writing a final block costs no forward of its own."""
         nonlocal cached_until
-        rows = todo.any(dim=1)
         if cache is not None and cached_until < start:
             if rows.all():
                 logits = forward(cached_until, end, cache, read=todo)
@@ -175,10 +175,11 @@ def generate(
         end = start + b
         todo = layout.generated[:, start:end] & ~finished[:, None]
         while todo.any():
-            logits = denoise(start, end, todo)
+            rows = todo.any(dim=1)
+            logits = denoise(start, end, todo, rows)
             candidates, confidence = sampler(logits, todo)
             commit = _select(confidence, todo, strategy, threshold, commit_per_forward)
-            num_forwards += todo.any(dim=1).long()
+            num_forwards += rows.long()
             slots = layout.tokens[:, start:end]
             slots[commit] = candidates[commit]
             layout.step[:, start:end][commit] = num_forwards[:, None].expand(-1, b)[commit]
