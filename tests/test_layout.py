@@ -138,3 +138,13 @@ def test_architecture_names_every_package():
     present = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
     present |= {p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("__")}
     assert named == present
+
+
+def test_module_names_are_unique():
+    """Two modules of one name would be two different things that a reader, a traceback or a
+    grep cannot tell apart (``__init__`` and ``__main__`` aside)."""
+    stems: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if not path.stem.startswith("__"):
+            stems.setdefault(path.stem, []).append(str(path.relative_to(PACKAGE)))
+    assert {stem: paths for stem, paths in stems.items() if len(paths) > 1} == {}

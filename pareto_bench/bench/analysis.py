@@ -70,7 +70,7 @@ def bench_report(trials: int = 50) -> dict[str, Any]:
     on a synthetic recorded sweep of ``trials`` trials and two baselines."""
     from pareto_bench.analysis.report.build import build_report
     from pareto_bench.analysis.report.sweep_data import load_sweep_dir
-    from pareto_bench.analysis.report.synthetic import write_synthetic_sweep
+    from pareto_bench.analysis.report.synthetic_sweep import write_synthetic_sweep
     from pareto_bench.analysis.report.template import load_template
 
     with tempfile.TemporaryDirectory(prefix="pareto-bench-report-") as tmp:

@@ -1,6 +1,6 @@
 """Untrusted code execution: one fresh process per sample, and verdicts decided out here.
 
-Each sample runs in its own process, forked by a *zygote* (``child.zygote``: a clean,
+Each sample runs in its own process, forked by a *zygote* (``sandbox_child.zygote``: a clean,
 single-threaded process started once and then shared by every batch, so no sample pays for an
 interpreter start).
 Each sample gets:
@@ -53,7 +53,7 @@ from typing import Any
 
 from pareto_bench.execution.codec import decode, encode
 
-CHILD_SCRIPT = Path(__file__).with_name("child.py")
+CHILD_SCRIPT = Path(__file__).with_name("sandbox_child.py")
 # Ask for namespaces (each sample falls back to the audit hook alone where the OS refuses
 # them). Tests turn this off to check that fallback on a machine that has them.
 USE_NAMESPACES = True
@@ -272,7 +272,7 @@ class _Spawned:
 
 
 class Zygote:
-    """The parent's end of ``child.zygote``: one clean process that forks a sandbox per
+    """The parent's end of ``sandbox_child.zygote``: one clean process that forks a sandbox per
     sample, a few milliseconds each. Thread-safe, and restarted if it ever dies. One serves
     the whole process (``shared_zygote``); starting one costs about 30 ms of CPU."""
 

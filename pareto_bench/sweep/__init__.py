@@ -13,7 +13,7 @@ resolve    a trial's trainer config (recipe + shared fields + sampled params); p
 trial      TrialSpec, the trial body (train + evaluate), objectives
 executors/ where a trial runs: in-process, a subprocess (torchrun), or Slurm
 replicates seed replicates of one configuration, as jobs of a second study
-layout     how a trial appears in the tracker
+tracker_layout how a trial appears in the tracker
 outdir     the sweep's output directory
 display    the live display
 runner     the worker loop tying them together

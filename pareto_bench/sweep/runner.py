@@ -41,7 +41,7 @@ from pareto_bench.core.records import (
     read_jsonl,
 )
 from pareto_bench.core.schema import ConfigError
-from pareto_bench.sweep import layout
+from pareto_bench.sweep import tracker_layout
 from pareto_bench.sweep.display import Snapshot, SweepDisplay, best_records, params_text
 from pareto_bench.sweep.executors import SLOT_ENV, Executor, make_executor
 from pareto_bench.sweep.outdir import SweepDir, sweep_info
@@ -376,7 +376,7 @@ class Sweep:
         try:
             spec = make_spec()
             self._tracking.submit(
-                lambda: self.tracker.log_params(run.result(), layout.trial_params(spec))
+                lambda: self.tracker.log_params(run.result(), tracker_layout.trial_params(spec))
             )
             total = (spec.config or {}).get("steps")
             self.display.trial_started(spec.number, spec.name, spec.params, total)
@@ -389,7 +389,7 @@ class Sweep:
             values = self._objective_values(objectives)
             self.tracker.log_metrics(
                 self._await(run),
-                layout.eval_metrics(records) + layout.summary_metrics(objectives),
+                tracker_layout.eval_metrics(records) + tracker_layout.summary_metrics(objectives),
             )
             return Outcome(records, objectives, values)
         except TrialFailed as e:
@@ -436,7 +436,7 @@ class Sweep:
         except ConfigError as e:  # a sampled value the trainer config rejects: no job would run
             self._end_trial(number, run_id, 0.0, f"ConfigError: {e}", {}, None)
             return
-        self.tracker.log_params(run_id, layout.trial_params(spec))
+        self.tracker.log_params(run_id, tracker_layout.trial_params(spec))
         seeds = seeds_of(self.spec, kind, name)
         self.replicates.enqueue(number, name, seeds)
         self.study.set_attrs(number, **{REPLICATE_SEEDS: seeds})
@@ -553,7 +553,9 @@ class Sweep:
             ]
             self.tracker.log_metrics(
                 run_id,
-                layout.eval_metrics(records) + layout.summary_metrics(objectives) + counts,
+                tracker_layout.eval_metrics(records)
+                + tracker_layout.summary_metrics(objectives)
+                + counts,
             )
             self._log_plots(run_id, trial_name(configuration), records)
         wall = sum(float(j.user_attrs.get(WALL_TIME) or 0.0) for j in jobs)
@@ -617,7 +619,7 @@ class Sweep:
         with tempfile.TemporaryDirectory(prefix="pareto-bench-plots-") as tmp:
             start = time.perf_counter()
             try:
-                paths = layout.frontier_plots(name, records, baselines, Path(tmp))
+                paths = tracker_layout.frontier_plots(name, records, baselines, Path(tmp))
             except Exception as e:
                 self.display.note(f"warning: no frontier plot for {name} ({failure_reason(e)})")
                 paths = []
@@ -803,7 +805,7 @@ class CurveStream:
         def on_step(record: TrainStepRecord) -> None:
             also(record)
             with self._lock:
-                self._points += layout.train_metrics(record)
+                self._points += tracker_layout.train_metrics(record)
                 due = (
                     len(self._points) >= self.FLUSH_EVERY_POINTS
                     or time.monotonic() - self._last_flush > self.FLUSH_EVERY_S
@@ -840,7 +842,7 @@ def start_parent_run(spec: SweepSpec, study: SweepStudy, tracker: Tracker) -> st
     study.set_parent_run(tracker.uri, run_id)
     tracker.log_params(run_id, sweep_params(spec))
     if run_id:
-        view = layout.sweep_view_tags(spec.name, run_id, spec.eval.tasks)
+        view = tracker_layout.sweep_view_tags(spec.name, run_id, spec.eval.tasks)
         tracker.set_experiment_tags(spec.experiment_name, view)
     return run_id
 

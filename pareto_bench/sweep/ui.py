@@ -19,8 +19,8 @@ from typing import Any
 
 from pareto_bench.core.files import SWEEP_JSON
 from pareto_bench.core.schema import ConfigError
-from pareto_bench.sweep.layout import sweep_view_route, sweep_view_tags
 from pareto_bench.sweep.outdir import SweepDir
+from pareto_bench.sweep.tracker_layout import sweep_view_route, sweep_view_tags
 from pareto_bench.tracking import default_tracking_uri
 
 HOST = "127.0.0.1"

@@ -1,6 +1,6 @@
 """The code that runs *inside* a sandbox process; the trusted side is ``pareto_bench.execution.sandbox``.
 
-It runs as a *zygote* (``python -S -s -B child.py SOCKET_FD``, with a scrubbed
+It runs as a *zygote* (``python -S -s -B sandbox_child.py SOCKET_FD``, with a scrubbed
 environment): a clean single-threaded process that forks one sandbox per sample, so no sample
 pays for an interpreter start. It imports nothing but the standard library and the value codec
 (``codec.py``, beside it).
