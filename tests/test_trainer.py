@@ -15,6 +15,7 @@ from pareto_bench.core.records import TrainStepRecord, read_jsonl
 from pareto_bench.dllm.models import load_model
 from pareto_bench.rl import step as step_module
 from pareto_bench.rl.config import load_recipe
+from pareto_bench.rl.step import PHASES
 from pareto_bench.rl.trainer import TrainingDiverged, train
 
 TRAINERS = Path(__file__).resolve().parents[1] / "trainers"  # tests run from any directory
@@ -96,6 +97,9 @@ def test_training_records_every_metric(tmp_path):
     assert 0.0 <= record.filtered_fraction <= 1.0
     assert record.step_time >= record.rollout_time > 0
     assert record.rollout_time >= record.reward_wait_time >= 0
+    phases = [getattr(record, f"{phase}_time") for phase in PHASES]
+    assert all(seconds > 0 for seconds in phases) and sum(phases) <= record.step_time
+    assert record.flops > 0 and record.mfu is None  # no bf16 peak for a CPU
     assert record.tpf > 0
     saved = (tmp_path / "config.yaml").read_text()
     assert "tpf_weight" in saved and "nll_weight" in saved

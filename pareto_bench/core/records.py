@@ -96,14 +96,19 @@ class TrainStepRecord:
     loss: float
     clip_fraction: float
     grad_norm: float
+    # Seconds per phase of the step (``rl/step.py: Stopwatch``); the phases do not overlap.
     step_time: float
     rollout_time: float
-    likelihood_time: float
-    backward_time: float
+    likelihood_time: float  # the policy's forwards (the KL reference's are reference_time)
+    backward_time: float  # the loss and its backward (the optimizer step is optimizer_time)
     lr: float
     likelihood_forwards: float = 0.0  # mean forwards per kept trajectory in the likelihood
     # Of rollout_time: rewards still being scored after the last chunk was decoded.
     reward_wait_time: float = 0.0
+    reference_time: float = 0.0
+    optimizer_time: float = 0.0
+    flops: float = 0.0  # model FLOPs of the step in this process (``core/flops.py``)
+    mfu: float | None = None  # flops / step_time / the device's bf16 peak; None: unknown
     schema_version: int = SCHEMA_VERSION
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import random
 import time
@@ -36,6 +37,13 @@ from typing import Generic, Literal, Self, TypeVar
 import torch
 from torch import Tensor
 
+from pareto_bench.core.flops import (
+    backward_flops,
+    forward_flops,
+    mfu,
+    non_embedding_parameters,
+    peak_flops,
+)
 from pareto_bench.core.placement import World, autocast
 from pareto_bench.core.records import TrainStepRecord
 from pareto_bench.dllm.sampler import aggregate_tpf
@@ -56,14 +64,23 @@ from pareto_bench.rl.rollout import Group, rollout
 from pareto_bench.rl.run import TrainingRun
 
 
-def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
+def train_step(run: TrainingRun, step: int, clock: Stopwatch | None = None) -> TrainStepRecord:
     """RL step ``step`` of ``run``: the policy updated, and the step's record. A step whose
     groups were all filtered out updates nothing; a non-finite loss stops the step's updates
-    before the optimizer steps on it. Either way the record says so."""
+    before the optimizer steps on it. Either way the record says so. ``clock`` (default: a new
+    one) times the phases and counts their model FLOPs."""
+    clock = clock or Stopwatch(run.device, run.compute_dtype)
+    models = [run.policy.model, run.decoder.model]
+    if run.reference is not None:
+        models.append(run.reference.model)
+    with clock.counting(models):
+        return _train_step(run, step, clock)
+
+
+def _train_step(run: TrainingRun, step: int, clock: Stopwatch) -> TrainStepRecord:
     config, world, policy = run.config, run.world, run.policy
     device = run.device
     block_size = config.rollout.block_size or policy.block_size  # rollout and likelihood agree
-    clock = Stopwatch()
 
     # 1. Rollout with TPF-aware filtering, refilled until B groups pass. Prompts and seeds depend
     #    on (seed, step, round, position in the round) only: each rank decodes a contiguous share
@@ -94,13 +111,14 @@ def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
     updates = [chunk.tolist() for chunk in order.chunk(config.optim.updates_per_step)]
     mine = {row for rows in updates for micro, _ in replay.shares(rows, world) for row in micro}
     mask = replay.token_mask.to(device)
-    with clock("likelihood"), torch.no_grad():
+    with torch.no_grad():
         logp_ref = None
         if run.reference is not None:
-            logp_ref = frozen_logprobs(run.reference, replay, mine, device)
+            with clock("reference"):
+                logp_ref = frozen_logprobs(run.reference, replay, mine, device)
         logp_old = None
         if config.optim.updates_per_step > 1:
-            with run.autocast():
+            with clock("likelihood"), run.autocast():
                 logp_old = replay.all_logprobs(run.scorer, mine, device)
 
     # 4. Policy update: clipped surrogate + KL to the reference + NLL on correct trajectories,
@@ -119,7 +137,7 @@ def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
             return _empty_record(
                 step, filled, clock, reward_wait, run.optimizer, loss=terms.loss.item()
             )
-        with clock("backward"):
+        with clock("optimizer"):
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 run.scorer.parameters(), config.optim.grad_clip
             )
@@ -140,34 +158,96 @@ def train_step(run: TrainingRun, step: int) -> TrainStepRecord:
         loss=terms.loss.item(),
         clip_fraction=terms.clip_fraction.item(),
         grad_norm=float(grad_norm),
-        step_time=clock.elapsed(),
-        rollout_time=clock.seconds["rollout"],
         reward_wait_time=reward_wait,
-        likelihood_time=clock.seconds["likelihood"],
-        backward_time=clock.seconds["backward"],
         lr=lr,
+        **clock.record_fields(),
         likelihood_forwards=replay.mean_forwards(),
     )
 
 
 class Stopwatch:
-    """Seconds per phase of a step (``with clock("rollout"): ...``, summed over a phase's
-    sections), and since the step began."""
+    """Per phase of a step (``with clock("rollout"): ...``, summed over a phase's sections): its
+    seconds, the model FLOPs of the backbone forwards run in it (``core/flops.py``), and with
+    ``memory`` on a GPU its peak GPU memory; and the seconds since the step began.
 
-    def __init__(self) -> None:
+    The phases: ``rollout``, ``reference`` (the KL reference's pass), ``likelihood`` (the
+    policy's forwards), ``backward`` and ``optimizer``. On a GPU each phase ends with a
+    synchronize, so that its kernels are timed in it and not in the next one. A forward run with
+    grad outside ``backward`` will be backpropagated: its backward (4N per token) is counted in
+    ``backward``; a forward inside ``backward`` is a checkpoint's recompute, counted as a forward.
+    Each phase is also a ``torch.profiler`` range, so that a profile can be cut by phase."""
+
+    def __init__(
+        self,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        memory: bool = False,
+    ) -> None:
         self.started = time.perf_counter()
         self.seconds: defaultdict[str, float] = defaultdict(float)
+        self.flops: defaultdict[str, float] = defaultdict(float)
+        self.peak_memory: dict[str, int] = {}  # bytes, with ``memory`` on a GPU
+        self.phase = "other"  # forwards outside every phase
+        self.device = None if device is None else torch.device(device)
+        self.cuda = self.device is not None and self.device.type == "cuda"
+        self.memory = memory and self.cuda
+        self.peak = None if self.device is None else peak_flops(self.device, dtype)
 
     @contextlib.contextmanager
     def __call__(self, phase: str) -> Iterator[None]:
+        outer, self.phase = self.phase, phase
+        if self.memory:
+            torch.cuda.reset_peak_memory_stats(self.device)
         began = time.perf_counter()
         try:
-            yield
+            with torch.profiler.record_function(phase):
+                yield
+                if self.cuda:
+                    torch.cuda.synchronize(self.device)
         finally:
             self.seconds[phase] += time.perf_counter() - began
+            if self.memory:
+                peak = torch.cuda.max_memory_allocated(self.device)
+                self.peak_memory[phase] = max(self.peak_memory.get(phase, 0), peak)
+            self.phase = outer
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+    @contextlib.contextmanager
+    def counting(self, models: Sequence[torch.nn.Module]) -> Iterator[None]:
+        """Count the model FLOPs of every backbone forward of ``models`` (transformers models)
+        while inside; a model listed twice is counted once."""
+        handles = []
+        for model in {id(m): m for m in models}.values():
+            count = functools.partial(self._count, non_embedding_parameters(model))
+            handles.append(model.base_model.register_forward_pre_hook(count, with_kwargs=True))
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _count(self, parameters: int, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        tokens = (kwargs["input_ids"] if "input_ids" in kwargs else args[0]).numel()
+        self.flops[self.phase] += forward_flops(parameters, tokens)
+        if torch.is_grad_enabled() and self.phase != "backward":
+            self.flops["backward"] += backward_flops(parameters, tokens)
+
+    def record_fields(self) -> dict[str, float | None]:
+        """The step's times, model FLOPs and MFU, as ``TrainStepRecord`` fields."""
+        seconds = self.elapsed()
+        flops = sum(self.flops.values())
+        return {
+            "step_time": seconds,
+            **{f"{phase}_time": self.seconds[phase] for phase in PHASES},
+            "flops": flops,
+            "mfu": mfu(flops, seconds, self.peak),
+        }
+
+
+PHASES = ("rollout", "reference", "likelihood", "backward", "optimizer")
 
 
 # --------------------------------------------------------------------------- 1. rollout
@@ -739,10 +819,7 @@ def _empty_record(
         loss=loss,
         clip_fraction=0.0,
         grad_norm=0.0,
-        step_time=clock.elapsed(),
-        rollout_time=clock.seconds["rollout"],
         reward_wait_time=reward_wait,
-        likelihood_time=clock.seconds["likelihood"],
-        backward_time=clock.seconds["backward"],
         lr=optimizer.param_groups[0]["lr"],
+        **clock.record_fields(),
     )
