@@ -143,7 +143,9 @@ def test_generation_stops_at_any_of_several_eos_ids(random_tiny):
 def test_the_gpu_check_runs_end_to_end_at_small_shapes_on_cpu(sdar_checkpoint, tmp_path):
     """scripts/gpu-check.sh is first run on a lent GPU with minutes to spare: its code paths
     run here on the CPU, at small shapes, so that it does not fail there on a typo."""
-    from pareto_bench.bench.gpu_check import check_decode, check_rl_step
+    from pareto_bench.bench.gpu_check import check_decode, check_profile, check_rl_step
+    from pareto_bench.core.flops import UNKNOWN, non_embedding_parameters
+    from pareto_bench.rl.step import PHASES
 
     lm = load_model(sdar_checkpoint, device="cpu", dtype="bfloat16")
     decode = check_decode(lm, batch_size=2, new_tokens=32)
@@ -155,9 +157,60 @@ def test_the_gpu_check_runs_end_to_end_at_small_shapes_on_cpu(sdar_checkpoint, t
         (32, 8),
     }
     assert decode["hf_generate_tokens_per_s"] > 0
-    step = check_rl_step(sdar_checkpoint, tmp_path, device="cpu", tokens=32, groups=1, group_size=2)
+    assert all(r["seconds_per_forward"] > 0 and r["vs_bare_forward"] > 0 for r in decode["sampler"])
+
+    step = check_rl_step(sdar_checkpoint, device="cpu", tokens=32, groups=1, group_size=2)
     assert step["tpf"] == pytest.approx(8.0) and step["peak_gpu_memory_gb"] is None
     assert step["flex_ran_unfused"] is False  # the CPU's likelihood uses SDPA
+    assert step["non_embedding_parameters"] == non_embedding_parameters(lm.model)
+    phases = step["phases"]
+    assert set(phases) == set(PHASES) and all(p["seconds"] > 0 for p in phases.values())
+    # 2N per token forward, 4N backward, and with gradient checkpointing one more 2N forward:
+    # the reference reads the same slots as the policy's forward with grad, and the backward of
+    # those slots costs 4N + 2N for every 2N the forward did.
+    likelihood = phases["likelihood"]["flops"]
+    assert likelihood > 0 and phases["reference"]["flops"] == likelihood
+    assert phases["backward"]["flops"] == 3 * likelihood
+    assert phases["rollout"]["flops"] > 0 and phases["optimizer"]["flops"] == 0
+    assert phases["rollout"]["flops"] % (2 * step["non_embedding_parameters"]) == 0
+    assert step["step_flops"] == sum(p["flops"] for p in phases.values())
+    assert step["step_mfu"] == step["likelihood_and_backward"]["mfu"] == UNKNOWN
+    assert all(p["mfu"] == UNKNOWN and p["peak_gpu_memory_gb"] is None for p in phases.values())
+    assert step["peak_bf16_flops"] == UNKNOWN
+
+    out = tmp_path / "out"
+    profile = check_profile(sdar_checkpoint, out, device="cpu", tokens=32, groups=1, group_size=2)
+    assert sorted(p.name for p in out.iterdir()) == sorted(profile["files"])
+    assert "aten::" in (out / "profile-top-kernels.txt").read_text()
+    gaps = json.loads((out / "profile-gaps.json").read_text())
+    assert gaps["busy_seconds"] > 0 and gaps["idle_seconds"] >= 0
+    assert set(gaps["idle_by_phase"]) <= {*PHASES, "other"}
+
+
+def test_idle_gaps_are_the_time_between_busy_intervals_split_by_phase():
+    from pareto_bench.bench.gpu_check import idle_gaps
+
+    busy = [(0, 10), (5, 20), (30, 40), (100, 110)]  # microseconds; the first two overlap
+    phases = [("rollout", 0, 35), ("backward", 35, 200)]
+    gaps = idle_gaps(busy, phases, longest=1)
+    assert gaps["gaps"] == 2 and gaps["idle_seconds"] == pytest.approx(70e-6)
+    assert gaps["busy_seconds"] == pytest.approx(40e-6)
+    assert gaps["idle_by_phase"] == pytest.approx({"rollout": 10e-6, "backward": 60e-6})
+    assert gaps["longest"] == [{"seconds": pytest.approx(60e-6), "phase": "backward"}]
+    outside = idle_gaps([(0, 1), (3, 4)], [])["idle_by_phase"]
+    assert outside == pytest.approx({"other": 2e-6})
+
+
+def test_a_failing_gpu_check_part_is_reported_and_the_next_still_runs(tmp_path):
+    from pareto_bench.bench.gpu_check import run_parts
+
+    def broken():
+        raise RuntimeError("CUDA out of memory")
+
+    result = run_parts({"device": "cpu"}, [("decode", broken), ("rl_step", lambda: {})], tmp_path)
+    assert "RuntimeError: CUDA out of memory" in result["decode"]["error"]
+    assert result["rl_step"]["wall_seconds"] >= 0
+    assert json.loads((tmp_path / "gpu-check.json").read_text()) == result
 
 
 def test_rollout_in_chunks_of_batch_size_equals_one_call(random_tiny):
