@@ -96,6 +96,8 @@ class TrackerContract:
         artifact = tmp_path / "eval.jsonl"
         artifact.write_text("{}\n")
         tracker.log_artifact(child, artifact)
+        with tracker.monitor_system(lambda: child):  # records only where there is a GPU
+            pass
         tracker.end_run(child)
         tracker.end_run(parent, "FAILED")
         assert tracker.seconds >= 0.0

@@ -4,6 +4,7 @@ each value compared with the same computation on the CPU (skipped without CUDA).
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,22 @@ def test_short_eval_on_cuda_in_bf16():
     lm = load_model("tiny", device="cuda", dtype="bfloat16")
     records = evaluate(lm, SyntheticTask(), [0.9], limit=16, progress=False)
     assert records[0].num_samples == 16 and records[0].tpf > 1
+
+def test_a_trial_s_run_records_the_gpu_s_use_and_memory(tmp_path, monkeypatch):
+    """MLflow's system metrics on a run while the tracker monitors it (sampled every second
+    here, every 10 s by default)."""
+    pytest.importorskip("pynvml", reason="MLflow's GPU metrics need nvidia-ml-py")
+    mlflow = pytest.importorskip("mlflow")
+    from pareto_bench.tracking.mlflow_tracker import MlflowTracker
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = MlflowTracker(uri)
+    run = tracker.start_run("gpu", experiment="gpu")
+    with tracker.monitor_system(lambda: run):
+        time.sleep(3)
+    tracker.end_run(run)
+    metrics = mlflow.MlflowClient(uri).get_run(run).data.metrics
+    assert {"system/gpu_0_utilization_percentage", "system/gpu_0_memory_usage_megabytes"} <= set(
+        metrics
+    )

@@ -105,3 +105,43 @@ def test_unreachable_server_warns_once_and_goes_offline(capsys: pytest.CaptureFi
     assert time.monotonic() - start < 60  # no minutes of retries
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "records stay on disk" in err
+
+
+def test_a_trial_s_run_carries_the_step_s_phase_times_flops_and_mfu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real trial of the tiny sweep, one short step: its run has the RL step's phase times
+    and model FLOPs as metrics. On a CPU the MFU is unknown: no ``train/mfu``, a tag
+    ``mfu: unknown``, and no system metrics, which are for a GPU."""
+    from pareto_bench.core.records import TrialRecord, read_jsonl
+    from pareto_bench.rl.step import PHASES
+    from pareto_bench.sweep import SweepOptions, load_spec, run_sweep
+
+    monkeypatch.chdir(tmp_path)  # the default MLflow store goes to ./mlruns
+    sweeps = Path(__file__).resolve().parents[1] / "sweeps" / "tiny.yaml"
+    short = [
+        "executor.name=inprocess",
+        "trials=1",
+        "baselines=[]",
+        "train.steps=1",
+        "train.rollout.prompts_per_step=2",
+        "train.rollout.group_size=2",
+        "train.filter.enabled=false",  # every phase runs
+        "eval.limit=2",
+        "eval.thresholds=[0.5]",
+    ]
+    spec = load_spec(sweeps, short)
+    run_sweep(spec, SweepOptions(spec_path=sweeps, out_dir=tmp_path / "out", progress=False))
+    (row,) = {
+        r.number: r for r in read_jsonl(tmp_path / "out" / "trials.jsonl", TrialRecord)
+    }.values()
+    assert row.state == "COMPLETE"
+
+    run = MlflowClient(default_tracking_uri(tmp_path)).get_run(row.mlflow_run_id)
+    metrics = run.data.metrics
+    for phase in PHASES:
+        assert metrics[f"train/{phase}_time"] > 0, phase
+    assert metrics["train/step_time"] >= sum(metrics[f"train/{p}_time"] for p in PHASES)
+    assert metrics["train/flops"] > 0
+    assert "train/mfu" not in metrics and run.data.tags["mfu"] == "unknown"
+    assert not [key for key in metrics if key.startswith("system/")]

@@ -382,7 +382,9 @@ class Sweep:
             self.display.trial_started(spec.number, spec.name, spec.params, total)
             curves = CurveStream(self.tracker, run)
             try:
-                records = self.executor.run(spec, curves.add_step(self.display.step))
+                # This machine's GPUs: the trial's, but for slurm's, whose login node has none.
+                with self.tracker.monitor_system(lambda: self._await(run)):
+                    records = self.executor.run(spec, curves.add_step(self.display.step))
             finally:
                 curves.flush()
             objectives = self._summarize(records)
@@ -798,6 +800,7 @@ class CurveStream:
         self._points: list[Metric] = []
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
+        self._tagged = False  # the run's tags from its first step (``tracker_layout.train_tags``)
 
     def add_step(
         self, also: Callable[[TrainStepRecord], None]
@@ -806,10 +809,13 @@ class CurveStream:
             also(record)
             with self._lock:
                 self._points += tracker_layout.train_metrics(record)
+                first, self._tagged = not self._tagged, True
                 due = (
                     len(self._points) >= self.FLUSH_EVERY_POINTS
                     or time.monotonic() - self._last_flush > self.FLUSH_EVERY_S
                 )
+            if first and (tags := tracker_layout.train_tags(record)):
+                self.tracker.set_tags(self.run.result(), tags)
             if due:
                 self.flush()
 

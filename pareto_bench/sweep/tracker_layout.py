@@ -1,7 +1,10 @@
 """How a trial appears in the tracker (docs/ARCHITECTURE.md, "MLflow layout"). Pure functions
 from records to metric points, params and tags.
 
-- Training curves: ``train/<field>`` at step = RL step.
+- Training curves: ``train/<field>`` at step = RL step: among them the step's phase times
+  (``train/rollout_time``, ``reference_time``, ``likelihood_time``, ``backward_time``,
+  ``optimizer_time``), its model FLOPs and ``train/mfu`` (a tag ``mfu: unknown`` instead where
+  the device has no known peak).
 - Evaluation curve, per task: ``{task}/accuracy`` and ``{task}/tpf`` (and ``{task}/threshold``)
   at the same step, one step per threshold in ascending order, so that MLflow's chart view can
   plot accuracy against ``{task}/tpf`` and draw each run's frontier.
@@ -22,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pareto_bench.core.flops import UNKNOWN
 from pareto_bench.core.records import EvalRecord, TrainStepRecord
 from pareto_bench.sweep.spec import flatten
 from pareto_bench.sweep.trial import TrialSpec
@@ -39,6 +43,12 @@ def train_metrics(record: TrainStepRecord) -> list[Metric]:
         for f in dataclasses.fields(record)
         if f.name not in _NOT_CURVES and _finite(getattr(record, f.name))
     ]
+
+
+def train_tags(record: TrainStepRecord) -> dict[str, str]:
+    """Where a step's MFU is unknown (no bf16 peak for the device, as on a CPU), the run says
+    so in a tag, ``mfu: unknown``: MLflow metrics are numbers, so ``train/mfu`` is absent."""
+    return {"mfu": UNKNOWN} if record.mfu is None else {}
 
 
 def eval_metrics(records: Iterable[EvalRecord]) -> list[Metric]:

@@ -11,13 +11,15 @@ A tracker is one module of this package that registers itself in ``TRACKERS``:
   ``<cwd>/mlruns/mlflow.db``, with artifacts beside it. Metrics go out with ``log_batch``.
   If the store cannot be reached, the tracker prints one warning and goes offline: every
   later call is a no-op, so the trial still completes and its records stay on disk.
+  Where a GPU is present, a trial's run also gets MLflow's system metrics (``system/...``).
 - ``null`` (``null.py``, ``--tracking-uri none``): records nothing.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -93,6 +95,12 @@ class Tracker(Protocol):
 
     def warm_up(self) -> None:
         """Start connecting in the background, so that the first call does not wait for it."""
+        ...
+
+    def monitor_system(self, run_id: Callable[[], str]) -> AbstractContextManager[None]:
+        """While inside, record this machine's GPU use and memory on the run, where this
+        process sees a GPU; elsewhere nothing. ``run_id`` is called (it may wait for the run to
+        be created) only where there is something to record."""
         ...
 
 

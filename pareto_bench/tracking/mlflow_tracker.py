@@ -134,6 +134,30 @@ class MlflowTracker:
             target=self._call, args=("connect", lambda client: None), daemon=True
         ).start()
 
+    @contextmanager
+    def monitor_system(self, run_id: Callable[[], str]) -> Iterator[None]:
+        """MLflow's system metrics on the run while inside (``system/gpu_0_utilization_percentage``,
+        ``system/gpu_0_memory_usage_megabytes``, ... and the CPU's, every 10 s unless
+        ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` says otherwise), where this process sees a GPU.
+        The GPU's need ``nvidia-ml-py``; without it MLflow records the CPU's only. A monitor
+        that fails to start is a warning, not a failed trial."""
+        monitor = None
+        if not self.offline and _gpu_present():
+            try:
+                from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+                run = run_id()
+                if run:
+                    monitor = SystemMetricsMonitor(run, tracking_uri=self.uri)
+                    monitor.start()
+            except Exception as e:
+                print(f"warning: no system metrics ({type(e).__name__}: {e})", file=sys.stderr)
+        try:
+            yield
+        finally:
+            if monitor is not None:
+                monitor.finish()
+
     def seconds_in_thread(self, ident: int | None = None) -> float:
         """Time spent in tracking calls made from one thread (default: the calling one),
         including waiting for a call of another thread to finish."""
@@ -257,3 +281,9 @@ def _quiet_store_logs() -> None:
 
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _gpu_present() -> bool:
+    import torch  # here, not at import: a tracker that records no system metrics needs no torch
+
+    return torch.cuda.is_available()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from pareto_bench.tracking import TRACKERS, Metric
@@ -52,6 +53,9 @@ class NullTracker:
 
     def warm_up(self) -> None:
         pass
+
+    def monitor_system(self, run_id: Callable[[], str]) -> AbstractContextManager[None]:
+        return nullcontext()
 
 
 TRACKERS.register("none", NullTracker)
