@@ -124,6 +124,7 @@ def test_short_eval_on_cuda_in_bf16():
     records = evaluate(lm, SyntheticTask(), [0.9], limit=16, progress=False)
     assert records[0].num_samples == 16 and records[0].tpf > 1
 
+
 def test_a_trial_s_run_records_the_gpu_s_use_and_memory(tmp_path, monkeypatch):
     """MLflow's system metrics on a run while the tracker monitors it (sampled every second
     here, every 10 s by default)."""
