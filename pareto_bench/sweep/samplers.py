@@ -4,7 +4,9 @@ Baselines live in the study (so that Optuna, the dashboard and the report see th
 trials) but they have no search parameters: the base model is untrained and ``grpo`` is a
 fixed recipe. A sampler that saw them would learn nothing useful and, worse, GP's intersection
 search space would collapse to nothing and fall back to random search. So every sampler is
-wrapped to see the study without its baselines.
+wrapped to see each baseline as a failed trial with no parameters, which every Optuna sampler
+ignores. The baseline keeps its place: Optuna's samplers may index the full trial list by
+trial number (NSGA-II's generation cache does since optuna 5), so the list must not shrink.
 
 The grid "sampler" enumerates the grid up front: the sweep enqueues one trial per grid point,
 so workers never race for grid cells and a grid sweep resumes like any other.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -113,12 +115,33 @@ def is_baseline(trial: Any) -> bool:
     return trial.user_attrs.get(KIND_ATTR) == BASELINE
 
 
-def _search_only(trials: Sequence[Any]) -> list[Any]:
-    return [t for t in trials if not is_baseline(t)]
+def _masked(trial: Any) -> Any:
+    """A baseline as samplers see it: at its number, failed, with no parameters or values."""
+    from optuna.trial import FrozenTrial, TrialState
+
+    return FrozenTrial(
+        number=trial.number,
+        trial_id=trial._trial_id,
+        state=TrialState.FAIL,
+        value=None,
+        values=None,
+        datetime_start=trial.datetime_start,
+        datetime_complete=trial.datetime_complete,
+        params={},
+        distributions={},
+        user_attrs=dict(trial.user_attrs),
+        system_attrs={},
+        intermediate_values={},
+    )
+
+
+def _search_only(trials: Sequence[Any], states: Container[Any] | None) -> list[Any]:
+    masked = [_masked(t) if is_baseline(t) else t for t in trials]
+    return masked if states is None else [t for t in masked if t.state in states]
 
 
 class _SearchTrialsView:
-    """The study as a sampler should see it: the same object, minus the baselines."""
+    """The study as a sampler should see it: the same object, with baselines masked."""
 
     def __init__(self, study: Any) -> None:
         self._study = study
@@ -126,11 +149,14 @@ class _SearchTrialsView:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
 
-    def _get_trials(self, *args: Any, **kwargs: Any) -> list[Any]:
-        return _search_only(self._study._get_trials(*args, **kwargs))
+    def _get_trials(
+        self, deepcopy: bool = True, states: Container[Any] | None = None, **kwargs: Any
+    ) -> list[Any]:
+        # Masking changes states, so the inner study is asked for every state and filtered here.
+        return _search_only(self._study._get_trials(deepcopy=deepcopy, **kwargs), states)
 
-    def get_trials(self, *args: Any, **kwargs: Any) -> list[Any]:
-        return _search_only(self._study.get_trials(*args, **kwargs))
+    def get_trials(self, deepcopy: bool = True, states: Container[Any] | None = None) -> list[Any]:
+        return _search_only(self._study.get_trials(deepcopy=deepcopy), states)
 
     @property
     def trials(self) -> list[Any]:
