@@ -134,6 +134,11 @@ def test_aup_by_hand():
         F.aup([(1, 50)], y_max=0)
 
 
+def test_default_y_max_is_the_best_accuracy_or_the_fixed_ceiling():
+    assert F.default_y_max([(1, 40), (3, 55), (2, float("nan"))]) == 55
+    assert F.default_y_max([(1, 0), (2, 0)]) == F.default_y_max([]) == F.FIXED_Y_MAX == 100
+
+
 def test_aup_single_point_is_rho_times_y_for_any_y_max():
     for rho, y, y_max in [(2.5, 40.0, 90.0), (5.58, 90.3, 90.3), (1.0, 10.0, 100.0)]:
         assert F.aup([(rho, y)], y_max) == pytest.approx(rho * y)

@@ -21,11 +21,11 @@ from pareto_bench.core.placement import (
     resolve_device,
     resolve_dtype,
 )
+from pareto_bench.core.records import BASELINE, TRIAL
 from pareto_bench.core.schema import ConfigError
 from pareto_bench.rl.config import TrainConfig
 from pareto_bench.sweep import load_spec, plan_trials
 from pareto_bench.sweep.runner import Sweep
-from pareto_bench.sweep.samplers import BASELINE, SEARCH
 from pareto_bench.sweep.study import spec_identity
 from pareto_bench.sweep.trial import TrialSpec, train_and_evaluate
 
@@ -169,7 +169,7 @@ def test_spec_placement_reaches_every_trainer_config(tmp_path):
     assert (spec.device, spec.dtype) == ("cpu", "float32")
     planned = plan_trials(spec, path, budget=2)
     trained = [p for p in planned if p.config is not None]
-    assert {p.kind for p in trained} == {BASELINE, SEARCH}  # the grpo baseline and the trials
+    assert {p.kind for p in trained} == {BASELINE, TRIAL}  # the grpo baseline and the trials
     for p in trained:
         config = TrainConfig.model_validate(p.config)
         assert (config.device, config.dtype) == ("cpu", "float32"), p.name
@@ -188,7 +188,7 @@ def test_spec_placement_reaches_every_trial_spec(tmp_path):
         out=SimpleNamespace(trial_dir=lambda number: tmp_path / f"trial-{number}"),
     )
     base = Sweep.trial_spec(sweep, 0, BASELINE, "base", {})
-    trial = Sweep.trial_spec(sweep, 2, SEARCH, "trial-2", {})
+    trial = Sweep.trial_spec(sweep, 2, TRIAL, "trial-2", {})
     for spec in (base, trial):  # the evaluation's model, untrained or trained
         assert (spec.device, spec.dtype) == ("cpu", "bfloat16")
         assert TrialSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec

@@ -20,10 +20,11 @@ from pypdf import PdfReader
 from pareto_bench.analysis import frontier as F
 from pareto_bench.analysis.report.build import build_report, log_pdf_to_run
 from pareto_bench.analysis.report.importance import MIN_TRIALS, compute_importances
-from pareto_bench.analysis.report.summary import summarise
+from pareto_bench.analysis.report.summary import summarise, task_y_max
 from pareto_bench.analysis.report.sweep_data import load_sweep_dir
 from pareto_bench.analysis.report.template import load_template
-from pareto_bench.core.defaults import HV_REFERENCE
+from pareto_bench.core.defaults import BASELINES, HV_REFERENCE
+from pareto_bench.core.records import BASELINE, TRIAL
 
 CLI = [sys.executable, "-c", "from pareto_bench.cli import main; main()"]
 
@@ -131,6 +132,16 @@ def _curves(seed_records, task):
     return [
         sorted((r for r in rs if r.task == task), key=lambda r: r.threshold) for rs in seed_records
     ]
+
+
+def test_y_max_is_the_best_accuracy_or_the_fixed_ceiling_when_all_are_zero(sweep_dir):
+    sweep = load_sweep_dir(sweep_dir)
+    assert task_y_max(sweep, TASKS[0]) == 70.0
+    for trial in sweep.trials:
+        for records in (trial.evals, *trial.replicates.values()):
+            for record in records:
+                record.accuracy = 0.0
+    assert task_y_max(sweep, TASKS[0]) == F.FIXED_Y_MAX
 
 
 def test_summary_without_a_base_baseline_says_so(sweep_dir):
@@ -303,6 +314,25 @@ def test_mlflow_reader_rebuilds_points_from_metrics(mlflow_sweep, sweep_dir, tmp
     assert sweep.meta["parent_run_id"] == parent
     with pytest.raises(FileNotFoundError, match="not found"):
         load_mlflow_run("f" * 32, uri, dest=tmp_path / "none")
+
+
+def test_mlflow_reader_takes_untagged_baselines_from_the_sweeps_spec(tmp_path):
+    from types import SimpleNamespace
+
+    from pareto_bench.analysis.report.mlflow_source import _baselines, _trial_record
+
+    def kind(name: str, baselines: tuple[str, ...]) -> str:
+        data = SimpleNamespace(tags={}, metrics={}, params={})  # no "kind" tag
+        info = SimpleNamespace(run_name=name, run_id="r", status="FINISHED")
+        return _trial_record(SimpleNamespace(info=info, data=data), 1, baselines).kind
+
+    spec = tmp_path / "spec.yaml"
+    assert _baselines(spec) == BASELINES  # no spec.yaml: the spec's default
+    spec.write_text("name: s\nbaselines: [base, no_nll]\n", encoding="utf-8")
+    listed = _baselines(spec)
+    assert [kind(n, listed) for n in ("base", "no_nll", "grpo", "trial 3")] == [
+        BASELINE, BASELINE, TRIAL, TRIAL,
+    ]  # fmt: skip
 
 
 def test_cli_compare_reads_an_mlflow_run(mlflow_sweep, sweep_dir, tmp_path):

@@ -33,6 +33,8 @@ from pareto_bench.core.defaults import HV_REFERENCE
 from pareto_bench.core.records import EvalRecord
 
 __all__ = [
+    "AUP_ALPHA",
+    "FIXED_Y_MAX",
     "AttainmentSurfaces",
     "Interval",
     "ReplicatedComparison",
@@ -61,6 +63,11 @@ __all__ = [
 
 # d3LLM's AUP keeps only points within this many accuracy points of the lowest-TPF point.
 AUP_ACCURACY_DROP = 5.0
+# d3LLM's AUP weight exponent: how steeply a point below y_max loses weight.
+AUP_ALPHA = 3.0
+# The y_max of accuracy in percent: a ceiling no curve can pass, so AUPs computed with it are
+# comparable across trials and sweeps (the sweep's objective), unlike ``default_y_max``'s.
+FIXED_Y_MAX = 100.0
 
 Statistic = Callable[[NDArray[np.float64]], float]
 
@@ -144,13 +151,13 @@ def hypervolume(points: ArrayLike, ref: ArrayLike) -> float:
     return float(np.sum(widths * (front[:, 1] - ref_y)))
 
 
-def aup_weight(accuracy: ArrayLike, y_max: float, alpha: float = 3.0) -> NDArray[np.float64]:
+def aup_weight(accuracy: ArrayLike, y_max: float, alpha: float = AUP_ALPHA) -> NDArray[np.float64]:
     """d3LLM's weight ``W(y) = min(exp(-alpha * (1 - y / y_max)), 1)``."""
     y = np.asarray(accuracy, dtype=float)
     return np.minimum(np.exp(-alpha * (1.0 - y / y_max)), 1.0)
 
 
-def aup(points: ArrayLike, y_max: float, alpha: float = 3.0) -> float:
+def aup(points: ArrayLike, y_max: float, alpha: float = AUP_ALPHA) -> float:
     """Accuracy Under Parallelism (d3LLM, arXiv 2601.07568), accuracy in percent.
 
     The points are sorted by TPF; those more than 5 accuracy points below the lowest-TPF
@@ -176,7 +183,7 @@ def aup(points: ArrayLike, y_max: float, alpha: float = 3.0) -> float:
     return float(rho[0] * y[0] + trapezoids.sum())
 
 
-def frontier_aup(points: ArrayLike, y_max: float, alpha: float = 3.0) -> float:
+def frontier_aup(points: ArrayLike, y_max: float, alpha: float = AUP_ALPHA) -> float:
     """AUP of the non-dominated points: the score of the best curve a set of points attains.
 
     For one checkpoint whose accuracy falls as TPF rises this equals :func:`aup`; for a
@@ -423,7 +430,7 @@ def aup_method(records: Sequence[EvalRecord]) -> str:
     return "curve" if len(thresholds) == len(set(thresholds)) else "frontier"
 
 
-def records_aup(records: Sequence[EvalRecord], y_max: float, alpha: float = 3.0) -> float:
+def records_aup(records: Sequence[EvalRecord], y_max: float, alpha: float = AUP_ALPHA) -> float:
     """AUP of one task's records: the paper's AUP over all points of a single curve, or the
     AUP of the non-dominated points where several curves are mixed (:func:`aup_method`)."""
     return _aup_for(records, y_max, alpha)(record_points(records))
@@ -524,7 +531,7 @@ def default_y_max(points: ArrayLike) -> float:
     accuracy = points[:, 1][np.isfinite(points[:, 1])]
     best = float(accuracy.max()) if accuracy.size else 0.0
     # With every accuracy at 0 the AUP is 0 whatever y_max is; any positive value will do.
-    return best if best > 0 else 100.0
+    return best if best > 0 else FIXED_Y_MAX
 
 
 def compare(
@@ -533,7 +540,7 @@ def compare(
     *,
     ref: ArrayLike = HV_REFERENCE,
     y_max: float | Mapping[str, float] | None = None,
-    alpha: float = 3.0,
+    alpha: float = AUP_ALPHA,
     n: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
@@ -620,7 +627,7 @@ def _combine(values: NDArray[np.float64], aggregate: Aggregate) -> NDArray[np.fl
 
 
 def seed_aups(
-    table: _ProblemTable, weights: NDArray[np.float64], y_max: float, alpha: float = 3.0
+    table: _ProblemTable, weights: NDArray[np.float64], y_max: float, alpha: float = AUP_ALPHA
 ) -> NDArray[np.float64]:
     """AUP of one seed's curve under each row of problem ``weights``: shape (replicates,)."""
     return np.array([aup(points, y_max, alpha) for points in table.points(weights)])
@@ -635,7 +642,7 @@ def hierarchical_differences(
     weights_b: NDArray[np.float64],
     y_max: float,
     *,
-    alpha: float = 3.0,
+    alpha: float = AUP_ALPHA,
     aggregate: Aggregate = "median",
 ) -> NDArray[np.float64]:
     """Per replicate ``r``: the aggregate AUP over A's seeds ``seed_draws_a[r]`` with problems
@@ -654,7 +661,7 @@ def compare_replicated(
     b: Sequence[Sequence[EvalRecord]],
     *,
     y_max: float | Mapping[str, float] | None = None,
-    alpha: float = 3.0,
+    alpha: float = AUP_ALPHA,
     aggregate: Aggregate = "median",
     n: int = 1000,
     seed: int = 0,

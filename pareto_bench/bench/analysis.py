@@ -49,8 +49,8 @@ def bench_frontier(n: int = 100_000, seed: int = 0) -> dict[str, Any]:
         timings = {
             "pareto_front": _median_time(lambda p=points: F.pareto_front(p)),
             "hypervolume": _median_time(lambda p=points: F.hypervolume(p, HV_REFERENCE)),
-            "aup": _median_time(lambda p=points: F.aup(p, 100.0)),
-            "frontier_aup": _median_time(lambda p=points: F.frontier_aup(p, 100.0)),
+            "aup": _median_time(lambda p=points: F.aup(p, F.FIXED_Y_MAX)),
+            "frontier_aup": _median_time(lambda p=points: F.frontier_aup(p, F.FIXED_Y_MAX)),
             "attainment_surfaces_10_sets": _median_time(lambda s=sets: F.attainment_surfaces(s)),
             "moocore_hypervolume (peer)": _median_time(
                 lambda p=points: moocore.hypervolume(p, ref=HV_REFERENCE, maximise=True)

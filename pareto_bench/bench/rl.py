@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from pareto_bench.analysis.frontier import aup, default_y_max
-from pareto_bench.core.defaults import OPERATING_THRESHOLD, THRESHOLDS
+from pareto_bench.core.defaults import MODEL, OPERATING_THRESHOLD, THRESHOLDS
 from pareto_bench.core.progress import progress_bar
-from pareto_bench.core.records import EvalRecord, TrainStepRecord
+from pareto_bench.core.records import BASELINE, TRIAL, EvalRecord, TrainStepRecord
 from pareto_bench.rl.config import TrainConfig, load_recipe
 from pareto_bench.sweep.executors import Executor, make_executor
 from pareto_bench.sweep.trial import TrialSpec
@@ -116,10 +116,10 @@ def _spec(
 ) -> TrialSpec:
     return TrialSpec(
         number=number,
-        kind="baseline" if config is None else "trial",
+        kind=BASELINE if config is None else TRIAL,
         name=name,
         trial_dir=str(run_dir),
-        model="tiny" if config is None else config.model,
+        model=MODEL if config is None else config.model,
         tasks=[TASK],
         thresholds=list(thresholds),
         config=None if config is None else config.model_dump(mode="json"),

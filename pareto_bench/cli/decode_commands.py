@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from pareto_bench.cli.options import DeviceOption, DtypeOption
-from pareto_bench.core.defaults import OPERATING_THRESHOLD
+from pareto_bench.core.defaults import MODEL, OPERATING_THRESHOLD
 from pareto_bench.core.progress import progress_bar
 
 
@@ -23,7 +23,7 @@ def decode(
     prompt: Annotated[
         str, typer.Option(help="Prompt text (the model's chat template is applied if it has one).")
     ],
-    model: Annotated[str, typer.Option(help="'tiny' or a checkpoint directory.")] = "tiny",
+    model: Annotated[str, typer.Option(help="'tiny' or a checkpoint directory.")] = MODEL,
     threshold: Annotated[
         float, typer.Option(help="Confidence threshold tau.")
     ] = OPERATING_THRESHOLD,
@@ -106,7 +106,7 @@ def pretrain_tiny(
 
 
 def bench_decode(
-    model: Annotated[str, typer.Option(help="'tiny' or a checkpoint directory.")] = "tiny",
+    model: Annotated[str, typer.Option(help="'tiny' or a checkpoint directory.")] = MODEL,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per sequence.")] = 128,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from pareto_bench.cli.options import DeviceOption, DtypeOption
-from pareto_bench.core.defaults import EVAL_BATCH_SIZE, THRESHOLDS
+from pareto_bench.core.defaults import EVAL_BATCH_SIZE, MODEL, THRESHOLDS
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -32,7 +32,7 @@ def parse_thresholds(text: str) -> list[float]:
 
 def eval_command(
     task: Annotated[str, typer.Option(help="A registered task, e.g. synthetic, gsm8k, humaneval.")],
-    model: Annotated[str, typer.Option(help="'tiny' or a checkpoint directory.")] = "tiny",
+    model: Annotated[str, typer.Option(help="'tiny' or a checkpoint directory.")] = MODEL,
     thresholds: Annotated[str, typer.Option(help="Comma-separated thresholds.")] = ",".join(
         f"{t:g}" for t in THRESHOLDS
     ),

@@ -112,12 +112,20 @@ class TrainStepRecord:
     schema_version: int = SCHEMA_VERSION
 
 
+# TrialRecord.kind: a searched configuration, a baseline, or one seed replicate of either.
+TRIAL = "trial"
+BASELINE = "baseline"
+REPLICATE = "replicate"
+# The baseline that is the untrained model; any other baseline is a trainer recipe by its name.
+BASE_MODEL_BASELINE = "base"
+
+
 @dataclass
 class TrialRecord:
     """One sweep trial or baseline, as the sweep saw it."""
 
     number: int
-    kind: str  # "trial" | "baseline"
+    kind: str  # TRIAL, BASELINE or REPLICATE
     name: str
     state: str  # "RUNNING" | "COMPLETE" | "FAIL"
     params: dict[str, Any] = field(default_factory=dict)

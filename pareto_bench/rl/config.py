@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from pareto_bench.core.defaults import OPERATING_THRESHOLD, THRESHOLDS
+from pareto_bench.core.defaults import MODEL, OPERATING_THRESHOLD, THRESHOLDS
 from pareto_bench.core.placement import DEVICE_HELP, DTYPE_HELP, DeviceName, DtypeName
 from pareto_bench.core.schema import ConfigError, StrictModel, load, read_yaml, resolve_named_file
 
@@ -268,7 +268,7 @@ class TrainConfig(StrictModel):
         description="Run name: names the default output directory and tracker runs.",
     )
     model: str = Field(
-        "tiny",
+        MODEL,
         min_length=1,
         description="Policy to train: 'tiny' (the shipped model) or a checkpoint path.",
     )

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pareto_bench.core.records import BASELINE, TRIAL
 from pareto_bench.sweep.resolve import preflight, resolve_trial_config
-from pareto_bench.sweep.samplers import BASELINE, KIND_ATTR, SEARCH, build_sampler
+from pareto_bench.sweep.samplers import KIND_ATTR, build_sampler
 from pareto_bench.sweep.spec import SweepSpec
 from pareto_bench.sweep.study import SweepStudy, quiet_optuna, trial_name
 
@@ -43,11 +44,11 @@ def plan_trials(
     planned = []
     while (claimed := study.claim(budget)) is not None:
         trial, _ = claimed
-        kind = trial.user_attrs.get(KIND_ATTR, SEARCH)
+        kind = trial.user_attrs.get(KIND_ATTR, TRIAL)
         name = trial_name(trial)
         params = (
             {key: p.suggest(trial, key) for key, p in spec.search_space.items()}
-            if kind == SEARCH
+            if kind == TRIAL
             else {}
         )
         config = resolve_trial_config(spec, spec_path, kind, name, params)

@@ -20,9 +20,9 @@ from typing import Any
 
 from pareto_bench.analysis.frontier import combine
 from pareto_bench.core.files import replicate_dir_name
-from pareto_bench.core.records import EvalRecord
-from pareto_bench.sweep.samplers import BASELINE, KIND_ATTR
-from pareto_bench.sweep.spec import BASE_MODEL_BASELINE, SweepSpec
+from pareto_bench.core.records import BASE_MODEL_BASELINE, BASELINE, REPLICATE, EvalRecord
+from pareto_bench.sweep.samplers import KIND_ATTR
+from pareto_bench.sweep.spec import SweepSpec
 from pareto_bench.sweep.study import (
     ATTEMPT,
     NAME,
@@ -33,7 +33,6 @@ from pareto_bench.sweep.study import (
     WorkerId,
 )
 
-REPLICATE = "replicate"  # a job's kind
 CONFIGURATION = "configuration"  # job attribute: its configuration's trial number
 
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pareto_bench.core.records import BASE_MODEL_BASELINE, BASELINE, TRIAL
 from pareto_bench.core.schema import ConfigError, build, deep_merge, read_yaml, set_dotted
-from pareto_bench.sweep.samplers import BASELINE, SEARCH
 from pareto_bench.sweep.spec import (
-    BASE_MODEL_BASELINE,
     SweepSpec,
     flatten,
     nest,
@@ -31,7 +30,7 @@ def resolve_trial_config(
 
     if kind == BASELINE and name == BASE_MODEL_BASELINE:
         return None
-    recipe = recipe_path(spec.recipe if kind == SEARCH else name, spec_path)
+    recipe = recipe_path(spec.recipe if kind == TRIAL else name, spec_path)
     data = dict(SWEEP_TRAIN_DEFAULTS)
     if spec.train_base is not None:
         data = deep_merge(data, read_yaml(recipe_path(spec.train_base, spec_path)))
@@ -72,7 +71,7 @@ def preflight(spec: SweepSpec, spec_path: Path | None) -> None:
             if param.type == "int":
                 value = int(value)
             try:
-                resolve_trial_config(spec, spec_path, SEARCH, "search-space-check", {key: value})
+                resolve_trial_config(spec, spec_path, TRIAL, "search-space-check", {key: value})
             except ConfigError as e:
                 raise ConfigError(
                     f"{spec_path or 'spec'}: search_space key {key!r}: the value {value!r} is not a valid "

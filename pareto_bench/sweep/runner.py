@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 
 from pareto_bench.core.files import CONFIG_FILE, EVAL_FILE, TRAIN_FILE
 from pareto_bench.core.records import (
+    REPLICATE,
+    TRIAL,
     EvalRecord,
     TrainStepRecord,
     TrialRecord,
@@ -56,7 +58,7 @@ from pareto_bench.sweep.replicates import (
     seeds_of,
 )
 from pareto_bench.sweep.resolve import preflight, resolve_trial_config
-from pareto_bench.sweep.samplers import KIND_ATTR, SEARCH, build_sampler, is_baseline
+from pareto_bench.sweep.samplers import KIND_ATTR, build_sampler, is_baseline
 from pareto_bench.sweep.spec import (
     SweepSpec,
     flatten,
@@ -339,7 +341,7 @@ class Sweep:
 
     def run_trial(self, trial: Any, optuna_study: Any) -> TrialRecord:
         number = trial.number
-        kind = trial.user_attrs.get(KIND_ATTR, SEARCH)
+        kind = trial.user_attrs.get(KIND_ATTR, TRIAL)
         name = trial_name(trial)
         params = self._sample(trial, kind)
         started = time.monotonic()
@@ -362,7 +364,7 @@ class Sweep:
         return self._end_trial(number, run_id, wall, outcome.failure, outcome.objectives, tell)
 
     def _sample(self, trial: Any, kind: str) -> dict[str, Any]:
-        if kind != SEARCH:
+        if kind != TRIAL:
             return {}
         return {key: param.suggest(trial, key) for key, param in self.spec.search_space.items()}
 
@@ -427,7 +429,7 @@ class Sweep:
         jobs are claimed like trials, by this worker or any other."""
         assert self.replicates is not None
         number = trial.number
-        kind = trial.user_attrs.get(KIND_ATTR, SEARCH)
+        kind = trial.user_attrs.get(KIND_ATTR, TRIAL)
         name = trial_name(trial)
         params = self._sample(trial, kind)
         self.study.set_attrs(number, **{NAME: name, SEED: self.spec.seed})
@@ -458,7 +460,7 @@ class Sweep:
             reason = f"its configuration #{number} is {configuration.state.name}, not running"
             queue.fail(job.number, reason)
             return self._replicate_record(queue.frozen(job.number), "FAIL", reason)
-        kind = configuration.user_attrs.get(KIND_ATTR, SEARCH)
+        kind = configuration.user_attrs.get(KIND_ATTR, TRIAL)
         name = trial_name(configuration)
         started = time.monotonic()
         parent = str(configuration.user_attrs.get(RUN_ID, ""))
@@ -510,7 +512,7 @@ class Sweep:
             replicate_name(name, seed),
             experiment=self.spec.experiment_name,
             parent_run_id=parent or self._parent.result(),
-            tags={"kind": "replicate", "seed": str(seed), "sweep": self.spec.name},
+            tags={"kind": REPLICATE, "seed": str(seed), "sweep": self.spec.name},
         )
         if run_id:
             self.replicates.set_attrs(job, **{RUN_ID: run_id})

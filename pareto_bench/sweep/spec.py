@@ -16,9 +16,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pareto_bench.analysis.frontier import FIXED_Y_MAX
 from pareto_bench.core.defaults import (
+    BASELINES,
     EVAL_BATCH_SIZE,
     HV_REFERENCE,
+    MODEL,
     OPERATING_THRESHOLD,
     THRESHOLDS,
 )
@@ -34,15 +37,11 @@ from pareto_bench.core.schema import (
 from pareto_bench.sweep.trial import DEFAULT_BODY, MEAN_TASK
 
 # Objective keys are ``{task}/{metric}``, the task or ``MEAN_TASK`` (the mean over eval tasks).
-# A sweep's AUP uses a fixed y_max (percent), so that its trials are comparable.
-FIXED_Y_MAX = 100.0
 OBJECTIVE_METRICS = ("accuracy", "tpf", "aup", "hypervolume")
 OBJECTIVE_PRESETS = {
     "accuracy_tpf": ("accuracy", "tpf"),
     "aup": ("aup",),
 }
-# A baseline named ``base`` is the untrained model; any other name is a trainer recipe.
-BASE_MODEL_BASELINE = "base"
 
 
 class SearchParam(StrictModel):
@@ -291,7 +290,7 @@ class SweepSpec(StrictModel):
     name: str = Field(
         description="Names the study, the MLflow experiment and the default output runs/<name>."
     )
-    model: str = Field("tiny", min_length=1, description="'tiny' or a checkpoint directory.")
+    model: str = Field(MODEL, min_length=1, description="'tiny' or a checkpoint directory.")
     recipe: str = Field(
         "lightningrl",
         description="Trainer recipe of the trials: a name in trainers/ or a YAML path.",
@@ -344,7 +343,7 @@ class SweepSpec(StrictModel):
         default_factory=dict, description="Dotted TrainConfig field -> Optuna distribution."
     )
     baselines: list[str] = Field(
-        default_factory=lambda: [BASE_MODEL_BASELINE, "grpo"],
+        default_factory=lambda: list(BASELINES),
         description="'base' (the untrained model at every threshold) and trainer recipes, e.g. grpo.",
     )
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec, description="How trials run.")

@@ -29,9 +29,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pareto_bench.core.records import TrialRecord
+from pareto_bench.core.records import BASELINE, TRIAL, TrialRecord
 from pareto_bench.core.schema import ConfigError
-from pareto_bench.sweep.samplers import BASELINE, KIND_ATTR, SEARCH, SamplerPlan
+from pareto_bench.sweep.samplers import KIND_ATTR, SamplerPlan
 from pareto_bench.sweep.spec import SweepSpec
 
 JOURNAL_FILE = "study.journal"
@@ -405,9 +405,9 @@ class SweepStudy(TrialQueue):
         fixed = self.plan.fixed_points
         count = n_trials if fixed is None else min(n_trials, len(fixed))
         for index in range(count):
-            if (SEARCH, index, 0) not in existing:
+            if (TRIAL, index, 0) not in existing:
                 params = fixed[index] if fixed is not None else {}
-                study.enqueue_trial(params, user_attrs={KIND_ATTR: SEARCH, SLOT: index, ATTEMPT: 0})
+                study.enqueue_trial(params, user_attrs={KIND_ATTR: TRIAL, SLOT: index, ATTEMPT: 0})
 
     # -- claiming -----------------------------------------------------------------------
 
@@ -456,7 +456,7 @@ class SweepStudy(TrialQueue):
         if not self.spec.retry_killed or attempt > 1:
             return False
         attrs = {k: dead.user_attrs[k] for k in (KIND_ATTR, SLOT, NAME) if k in dead.user_attrs}
-        if dead.user_attrs.get(KIND_ATTR) == SEARCH:
+        if dead.user_attrs.get(KIND_ATTR) == TRIAL:
             attrs.pop(NAME, None)  # the retry is a new trial number, hence a new name
         self.study().enqueue_trial(
             dead.params, user_attrs={**attrs, ATTEMPT: attempt, "retry_of": dead.number}
@@ -496,7 +496,7 @@ def record_of(trial: Any) -> TrialRecord:
         wall = (trial.datetime_complete - trial.datetime_start).total_seconds()
     return TrialRecord(
         number=trial.number,
-        kind=str(attrs.get(KIND_ATTR, SEARCH)),
+        kind=str(attrs.get(KIND_ATTR, TRIAL)),
         name=trial_name(trial),
         state=trial.state.name,
         params=dict(trial.params),

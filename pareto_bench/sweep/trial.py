@@ -46,7 +46,7 @@ class TrialSpec:
     """Everything a trial needs, as JSON: it crosses process (and machine) boundaries."""
 
     number: int
-    kind: str  # "trial" | "baseline"
+    kind: str  # TRIAL or BASELINE (core/records.py)
     name: str
     trial_dir: str
     model: str

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from pareto_bench.analysis.report.sweep_data import SweepData, load_sweep_dir
+from pareto_bench.core.defaults import BASELINES
 from pareto_bench.core.files import (
     CONFIG_FILE,
     EVAL_FILE,
@@ -34,7 +35,15 @@ from pareto_bench.core.files import (
     TRIALS_JSONL,
     replicate_dir_name,
 )
-from pareto_bench.core.records import EvalRecord, TrainStepRecord, TrialRecord, append_jsonl
+from pareto_bench.core.records import (
+    BASELINE,
+    REPLICATE,
+    TRIAL,
+    EvalRecord,
+    TrainStepRecord,
+    TrialRecord,
+    append_jsonl,
+)
 from pareto_bench.tracking import default_tracking_uri
 
 NUMBER_TAGS = ("trial_number", "optuna.trial_number", "optuna.trial.number", "number", "trial")
@@ -109,10 +118,19 @@ def _trial_number(run: Any) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _trial_record(run: Any, number: int) -> TrialRecord:
+def _baselines(spec_path: Path) -> tuple[str, ...]:
+    """The sweep's baselines, as its spec.yaml lists them (the default where it has none)."""
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) if spec_path.is_file() else None
+    listed = spec.get("baselines") if isinstance(spec, dict) else None
+    return tuple(listed) if isinstance(listed, list) else BASELINES
+
+
+def _trial_record(run: Any, number: int, baselines: tuple[str, ...]) -> TrialRecord:
+    """A child run as a trial row. A run without a ``kind`` tag is a baseline when its name is
+    one of the sweep's ``baselines``."""
     tags, metrics = run.data.tags, run.data.metrics
     name = run.info.run_name or f"trial {number}"
-    kind = tags.get("kind") or ("baseline" if name in ("base", "grpo") else "trial")
+    kind = tags.get("kind") or (BASELINE if name in baselines else TRIAL)
     objectives = {}
     for key, value in metrics.items():
         task, _, metric = key.partition("/")
@@ -225,12 +243,18 @@ def materialise_run(run_id: str, tracking_uri: str | None, dest: str | Path) -> 
         filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
         max_results=5000,
     )
-    _write_children(client, uri, children, sweep, work, meta)
+    _write_children(client, uri, children, sweep, work, meta, _baselines(sweep / SPEC_YAML))
     return sweep
 
 
 def _write_children(
-    client: Any, uri: str, children: list[Any], sweep: Path, work: Path, meta: dict
+    client: Any,
+    uri: str,
+    children: list[Any],
+    sweep: Path,
+    work: Path,
+    meta: dict,
+    baselines: tuple[str, ...],
 ) -> None:
     have_trials_jsonl = (sweep / TRIALS_JSONL).is_file()
     thresholds = sorted(float(t) for t in meta.get("thresholds") or [])
@@ -253,20 +277,26 @@ def _write_children(
             steps = _train_from_metrics(client, run)
             if steps:
                 append_jsonl(folder / TRAIN_FILE, steps)
-        records.append(_trial_record(run, number))
-        _write_replicates(client, uri, run, number, folder, work)
+        records.append(_trial_record(run, number, baselines))
+        _write_replicates(client, uri, run, number, folder, work, baselines)
     if not have_trials_jsonl:  # the recorded trials.jsonl, where logged, is the better source
         append_jsonl(sweep / TRIALS_JSONL, sorted(records, key=lambda r: r.number))
 
 
 def _write_replicates(
-    client: Any, uri: str, configuration: Any, number: int, folder: Path, work: Path
+    client: Any,
+    uri: str,
+    configuration: Any,
+    number: int,
+    folder: Path,
+    work: Path,
+    baselines: tuple[str, ...],
 ) -> None:
     """A configuration's seed replicates (its own child runs): their files and rows."""
     replicates = client.search_runs(
         [configuration.info.experiment_id],
         filter_string=(
-            f"tags.mlflow.parentRunId = '{configuration.info.run_id}' and tags.kind = 'replicate'"
+            f"tags.mlflow.parentRunId = '{configuration.info.run_id}' and tags.kind = '{REPLICATE}'"
         ),
         max_results=1000,
     )
@@ -279,7 +309,7 @@ def _write_replicates(
             found = _find(artifacts, name)
             if found is not None:
                 shutil.copy(found, seed_dir / name)
-        row = dataclasses.replace(_trial_record(run, number), kind="replicate", seed=seed)
+        row = dataclasses.replace(_trial_record(run, number, baselines), kind=REPLICATE, seed=seed)
         append_jsonl(folder / REPLICATES_JSONL, [row])
 
 

@@ -18,8 +18,11 @@ from pareto_bench.analysis.frontier import (
     combine,
     compare,
     compare_replicated,
+    default_y_max,
+    record_points,
 )
-from pareto_bench.analysis.report.sweep_data import BASE_BASELINE, SweepData, TrialData
+from pareto_bench.analysis.report.sweep_data import SweepData, TrialData
+from pareto_bench.core.records import BASE_MODEL_BASELINE
 
 
 @dataclass(frozen=True)
@@ -44,15 +47,15 @@ class SweepSummary:
 
 
 def task_y_max(sweep: SweepData, task: str) -> float:
-    accuracies = [
-        r.accuracy
+    """``default_y_max`` over every curve of the sweep on ``task``, replicates included."""
+    records = [
+        r
         for t in sweep.trials
         for records in (t.evals, *t.replicates.values())
         for r in records
         if r.task == task
     ]
-    best = max(accuracies, default=0.0)
-    return best if best > 0 else 100.0
+    return default_y_max(record_points(records))
 
 
 def trial_aup(trial: TrialData, task: str, y_max: float, aggregate: str = "median") -> float:
@@ -74,14 +77,14 @@ def _best_trial(sweep: SweepData, task: str, y_max: float) -> tuple[TrialData | 
 
 
 def _against(baseline: str) -> str:
-    return "the base model" if baseline == BASE_BASELINE else baseline
+    return "the base model" if baseline == BASE_MODEL_BASELINE else baseline
 
 
 def _clause(
     summary_task: str,
     best: TrialData | None,
     comparison: TaskComparison | ReplicatedComparison | None,
-    baseline: str = BASE_BASELINE,
+    baseline: str = BASE_MODEL_BASELINE,
 ) -> str:
     other = _against(baseline)
     if best is None:
@@ -115,7 +118,7 @@ def summarise(
     ref: tuple[float, float] = HV_REFERENCE,
     n_boot: int = 1000,
     seed: int = 0,
-    baseline: str = BASE_BASELINE,
+    baseline: str = BASE_MODEL_BASELINE,
 ) -> SweepSummary:
     """Each task's best trial against ``baseline`` (the template's ``compare_to``)."""
     base = sweep.baseline(baseline)

@@ -28,11 +28,17 @@ from pareto_bench.core.files import (
     TRIALS_JSONL,
     replicate_dir_name,
 )
-from pareto_bench.core.records import EvalRecord, TrainStepRecord, TrialRecord, read_jsonl
+from pareto_bench.core.records import (
+    BASE_MODEL_BASELINE,
+    BASELINE,
+    TRIAL,
+    EvalRecord,
+    TrainStepRecord,
+    TrialRecord,
+    read_jsonl,
+)
 
 R = TypeVar("R")
-
-BASE_BASELINE = "base"
 
 
 @dataclass
@@ -52,13 +58,13 @@ class TrialData:
 
     @property
     def label(self) -> str:
-        if self.record.kind == "baseline":
+        if self.record.kind == BASELINE:
             return self.record.name or f"baseline {self.number}"
         return f"trial {self.number}"
 
     @property
     def is_baseline(self) -> bool:
-        return self.record.kind == "baseline"
+        return self.record.kind == BASELINE
 
     def task_records(self, task: str) -> list[EvalRecord]:
         """This trial's records on ``task``, in ascending threshold order."""
@@ -120,7 +126,7 @@ class SweepData:
         value = self.meta.get("operating_threshold")
         return float(value) if value is not None else None
 
-    def baseline(self, name: str = BASE_BASELINE) -> TrialData | None:
+    def baseline(self, name: str = BASE_MODEL_BASELINE) -> TrialData | None:
         for trial in self.trials:
             if trial.is_baseline and trial.record.name == name:
                 return trial
@@ -194,7 +200,7 @@ def load_sweep_dir(path: str | Path) -> SweepData:
             warnings.append(
                 f"{TRIALS_DIR}/{number}/ has no row in {TRIALS_JSONL}; shown as UNKNOWN"
             )
-            latest[number] = TrialRecord(number, "trial", f"trial {number}", "UNKNOWN")
+            latest[number] = TrialRecord(number, TRIAL, f"trial {number}", "UNKNOWN")
 
     trials = []
     for number in sorted(latest):

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pareto_bench.analysis.frontier import aup, hypervolume, record_points
-from pareto_bench.core.defaults import HV_REFERENCE, OPERATING_THRESHOLD
+from pareto_bench.analysis.frontier import FIXED_Y_MAX, aup, hypervolume, record_points
+from pareto_bench.core.defaults import HV_REFERENCE, MODEL, OPERATING_THRESHOLD
 from pareto_bench.core.files import (
     CONFIG_FILE,
     EVAL_FILE,
@@ -29,6 +29,9 @@ from pareto_bench.core.files import (
     TRIALS_JSONL,
 )
 from pareto_bench.core.records import (
+    BASE_MODEL_BASELINE,
+    BASELINE,
+    TRIAL,
     EvalRecord,
     SampleResult,
     TrainStepRecord,
@@ -111,7 +114,7 @@ def _objectives(records: list[EvalRecord]) -> dict[str, float]:
         points = record_points(curve)
         objectives[f"{task}/accuracy"] = op.accuracy
         objectives[f"{task}/tpf"] = op.tpf
-        objectives[f"{task}/aup"] = aup(points, 100.0)
+        objectives[f"{task}/aup"] = aup(points, FIXED_Y_MAX)
         objectives[f"{task}/hypervolume"] = hypervolume(points, HV_REFERENCE)
     return objectives
 
@@ -171,7 +174,7 @@ def write_synthetic_sweep(
     name = out.name
     spec = {
         "name": name,
-        "model": "tiny",
+        "model": MODEL,
         "tasks": list(tasks),
         "thresholds": list(thresholds),
         "operating_threshold": OPERATING_THRESHOLD,
@@ -201,7 +204,7 @@ def write_synthetic_sweep(
     }
     (out / SWEEP_JSON).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
-    plans = [("base", "baseline", {}, 0.4, 0.7), ("grpo", "baseline", {}, 1.0, 0.6)]
+    plans = [(BASE_MODEL_BASELINE, BASELINE, {}, 0.4, 0.7), ("grpo", BASELINE, {}, 1.0, 0.6)]
     for i in range(trials):
         params = {
             "lr": float(10 ** rng.uniform(-5, -3)),
@@ -211,7 +214,7 @@ def write_synthetic_sweep(
         }
         skill = 0.5 + 0.8 * params["nll_weight"] / 0.3 + 0.6 * (params["lr"] > 1e-4)
         speed = 0.5 + 0.5 * params["tpf_weight"]
-        plans.append((f"trial {i + 2}", "trial", params, skill, speed))
+        plans.append((f"trial {i + 2}", TRIAL, params, skill, speed))
 
     records = []
     for number, (trial_name, kind, params, skill, speed) in enumerate(plans):
@@ -219,12 +222,12 @@ def write_synthetic_sweep(
         trial_seed = int(seeds[number % len(seeds)])
         running = TrialRecord(number, kind, trial_name, "RUNNING", params, seed=trial_seed)
         append_jsonl(out / TRIALS_JSONL, [running])
-        if kind == "trial":
+        if kind == TRIAL:
             (folder / CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
             (folder / CONFIG_FILE).write_text(yaml.safe_dump(params), encoding="utf-8")
-        failed = kind == "trial" and failed_every > 0 and number % failed_every == 0
+        failed = kind == TRIAL and failed_every > 0 and number % failed_every == 0
         steps = _train_steps(rng, train_steps // 2 if failed else train_steps, skill, speed)
-        if trial_name != "base":
+        if trial_name != BASE_MODEL_BASELINE:
             append_jsonl(folder / TRAIN_FILE, steps)
         if failed:
             done = TrialRecord(number, kind, trial_name, "FAIL", params, seed=trial_seed,
