@@ -99,6 +99,9 @@ def test_a_sweep_with_two_processes_per_trial_runs_end_to_end(tmp_path: Path) ->
         assert len(read_jsonl(trial_dir / "train.jsonl", TrainStepRecord)) == 1
         evals = read_jsonl(trial_dir / "eval.jsonl", EvalRecord)
         assert [(e.threshold, e.num_samples) for e in evals] == [(0.5, 4), (0.9, 4)]
+        log = (trial_dir / "trial.log").read_text()
+        for rank in (0, 1):  # both ranks ran the trial to its end, and each said so
+            assert f"rank {rank} of 2: done" in log, log[-2000:]
 
 
 def test_a_sweep_with_two_workers_runs_trials_in_both(

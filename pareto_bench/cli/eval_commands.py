@@ -77,6 +77,7 @@ def eval_command(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
     )
+    world.finish()
     if not world.is_main:
         return
     path = out or Path("runs") / "eval" / f"{task}.jsonl"

@@ -56,7 +56,9 @@ def train_command(
         result = train(config, out_dir=out_dir, resume=resume is not None)
     except TrainingDiverged as e:
         raise UserError(str(e)) from None
-    if not World.from_env().is_main:
+    world = World.from_env()
+    world.finish()
+    if not world.is_main:
         return
     last = result.steps[-1] if result.steps else None
     if last is not None:

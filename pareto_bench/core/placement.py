@@ -92,6 +92,16 @@ class World:
         # itself can abort the process (SIGABRT) after its work is done.
         atexit.register(_leave_process_group)
 
+    def finish(self) -> None:
+        """Leave the process group once every rank is done with it. The barrier comes first, so
+        that no rank tears its connections down while a peer still uses them: a gloo rank left
+        to its exit handlers aborted (SIGABRT) after its work, 2 times in about 16 runs."""
+        import torch.distributed as dist
+
+        if self.distributed and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def gather(self, value: T) -> list[T]:
         """Every rank's ``value``, in rank order, on every rank."""
         import torch.distributed as dist

@@ -67,6 +67,9 @@ class SubprocessExecutor:
     ``failed`` from any rank)."""
 
     Options = SubprocessOptions
+    # A failure's detail keeps the head of the child's stderr (under torchrun the first rank's
+    # traceback often comes first) and its tail (the launcher's summary).
+    STDERR_HEAD_LINES = 40
     STDERR_TAIL_LINES = 40
 
     def __init__(self, body: str = DEFAULT_BODY, options: SubprocessOptions | None = None) -> None:
@@ -109,14 +112,14 @@ class SubprocessExecutor:
             text=True,
         )
         outcome: dict[str, Any] = {}
-        stderr_tail: collections.deque[str] = collections.deque(maxlen=self.STDERR_TAIL_LINES)
+        stderr = StderrExcerpt(self.STDERR_HEAD_LINES, self.STDERR_TAIL_LINES)
         readers = [
             threading.Thread(
                 target=_read_events, args=(proc.stdout, on_step, outcome), daemon=True
             ),
             threading.Thread(
                 target=_keep_log,
-                args=(proc.stderr, stderr_tail, os.path.join(spec.trial_dir, TRIAL_LOG_FILE)),
+                args=(proc.stderr, stderr, os.path.join(spec.trial_dir, TRIAL_LOG_FILE)),
                 daemon=True,
             ),
         ]
@@ -141,7 +144,8 @@ class SubprocessExecutor:
             raise TrialFailed(
                 str(outcome.get("reason", "unknown error")), str(outcome.get("detail", ""))
             )
-        last = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
+        lines = [*stderr.head, *stderr.tail]
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "")
         raise TrialFailed(
             f"the trial process exited with status {proc.returncode}"
             + (
@@ -150,16 +154,38 @@ class SubprocessExecutor:
                 else ""
             )
             + (f": {last[:300]}" if last else ""),
-            "".join(stderr_tail),
+            stderr.text(),
         )
 
 
-def _keep_log(stream: Any, tail: collections.deque[str], path: str) -> None:
-    """The trial's stderr (every rank's, under torchrun) to ``trial.log``, and its tail."""
+class StderrExcerpt:
+    """The first ``head`` and the last ``tail`` lines of a stream, and how many were between."""
+
+    def __init__(self, head: int, tail: int) -> None:
+        self.head: list[str] = []
+        self.tail: collections.deque[str] = collections.deque(maxlen=tail)
+        self.head_lines = head
+        self.skipped = 0
+
+    def add(self, line: str) -> None:
+        if len(self.head) < self.head_lines:
+            self.head.append(line)
+            return
+        if len(self.tail) == self.tail.maxlen:
+            self.skipped += 1
+        self.tail.append(line)
+
+    def text(self) -> str:
+        gap = [f"[... {self.skipped} lines left out, see trial.log ...]\n"] if self.skipped else []
+        return "".join([*self.head, *gap, *self.tail])
+
+
+def _keep_log(stream: Any, excerpt: StderrExcerpt, path: str) -> None:
+    """The trial's stderr (every rank's, under torchrun) to ``trial.log``, and its head and tail."""
     with open(path, "a") as log:
         for line in stream:
             log.write(line)
-            tail.append(line)
+            excerpt.add(line)
 
 
 def _read_events(stream: Any, on_step: StepCallback, outcome: dict[str, Any]) -> None:
@@ -222,6 +248,9 @@ def run_child(body_ref: str, spec_file: str | None = None) -> int:
         with open(spec_file) if spec_file else contextlib.nullcontext(sys.stdin) as source:
             spec = TrialSpec.from_dict(json.loads(source.read()))
         execute(lazy(body_ref)(), spec, lambda r: emit({"event": "step", "record": _as_dict(r)}))
+        world.finish()
+        if world.distributed:  # each rank says it ran, in trial.log
+            print(f"rank {world.rank} of {world.size}: done", file=sys.stderr, flush=True)
     except BaseException as e:
         emit({"event": "failed", "reason": failure_reason(e), "detail": traceback.format_exc()})
         return 1
