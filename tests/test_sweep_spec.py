@@ -78,6 +78,39 @@ def test_dry_run_checks_the_model_and_data_then_prints_the_resolved_trials(
         assert key in out
 
 
+@pytest.mark.parametrize("name", ["math", "code"])
+def test_the_paper_specs_dry_run_without_the_model_or_the_data(name: str, tmp_path: Path) -> None:
+    """What their headers promise: the whole sweep planned on a machine without the checkpoint
+    or the data, and each input it could not check named."""
+    from pareto_bench.tasks import TaskDataError, get_task
+    from pareto_bench.tasks.base import training_task_name
+
+    path = ROOT / "sweeps" / f"{name}.yaml"
+    header = path.read_text().split("\nname:")[0]
+    assert f"sweeps/{name}.yaml --dry-run" in header and "no model or data needed" in header
+    spec = load_spec(path)
+    assert not Path(spec.model).exists()  # the test means a machine without it
+    env = {k: v for k, v in os.environ.items() if k != "PARETO_BENCH_DATA"}
+    result = subprocess.run(
+        [CLI, "sweep", str(path), "--dry-run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"trial-{len(spec.baselines) + spec.trials - 1}" in out  # every trial is planned
+    unchecked = [line for line in out.splitlines() if line.startswith("not checked here: ")]
+    assert f"model: checkpoint {spec.model}: no such directory" in unchecked[0]
+    for task in {training_task_name(spec.task), *spec.eval.tasks}:  # and every data file missing
+        try:
+            get_task(task).load(None)  # some tasks ship their data
+        except TaskDataError:
+            assert any(f"task '{task}' needs " in line for line in unchecked), task
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -85,19 +118,27 @@ def test_dry_run_checks_the_model_and_data_then_prints_the_resolved_trials(
         (["task=gsm8k", "eval.tasks=[gsm8k]"], "task 'gsm8k-train' needs gsm8k/train.jsonl"),
     ],
 )
-def test_dry_run_stops_at_a_missing_model_or_data_before_planning(
-    overrides: list[str], message: str, tmp_path: Path
+def test_a_missing_model_or_data_is_listed_by_the_dry_run_and_stops_a_sweep(
+    overrides: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from pareto_bench.sweep import preflight
+
     command = [CLI, "sweep", str(ROOT / "sweeps" / "tiny.yaml"), "--dry-run"]
     for override in overrides:
         command += ["--set", override]
-    env = {k: v for k, v in os.environ.items() if k != "PARETO_BENCH_DATA"}
+    monkeypatch.delenv("PARETO_BENCH_DATA", raising=False)
+    env = {**os.environ, "COLUMNS": "400"}
     result = subprocess.run(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
     )
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
-    assert message in result.stderr.replace(str(ROOT) + "/", "")
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("not checked here")]
+    assert message in line.replace(str(ROOT) + "/", "")
+    # A real sweep checks the same inputs first and stops at the first one missing.
+    path = ROOT / "sweeps" / "tiny.yaml"
+    with pytest.raises(ConfigError) as caught:
+        preflight(load_spec(path, overrides), path)
+    assert message in str(caught.value).replace(str(ROOT) + "/", "")
 
 
 @pytest.mark.parametrize("name", SPECS)

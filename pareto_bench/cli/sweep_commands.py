@@ -70,12 +70,15 @@ def sweep_command(
     if dry_run:
         from rich.console import Console
 
-        planned = plan_trials(sweep_spec, spec_path, trials)
+        unchecked: list[str] = []
+        planned = plan_trials(sweep_spec, spec_path, trials, unchecked)
         adaptive = sweep_spec.sampler.name != "grid" and bool(sweep_spec.search_space)
         console = Console()
         console.print(render_plan(sweep_spec, planned, adaptive=adaptive))
         for warning in spec_warnings(sweep_spec):
             console.print(f"warning: {warning}", style="yellow")
+        for line in unchecked:  # a real sweep stops at these; the plan above did not need them
+            console.print(f"not checked here: {line}", style="yellow", soft_wrap=True)
         return
     # A scheduler's SIGTERM ends the sweep like Ctrl-C: the running trial is marked failed
     # (and re-enqueued) instead of being left for a later run to find dead.

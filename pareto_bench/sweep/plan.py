@@ -2,8 +2,8 @@
 
 The dry run goes through the same code as a real sweep (an in-memory copy of the study, the
 same claims, the same parameter sampling and trainer-config resolution); it only stops short
-of the executor. So a spec that dry-runs cleanly resolves cleanly for real, on a machine
-without the model or the data.
+of the executor. It needs neither the model nor the data: on a machine without them it plans
+the whole sweep and lists what it could not check, which a real sweep checks first.
 """
 
 from __future__ import annotations
@@ -29,14 +29,18 @@ class PlannedTrial:
 
 
 def plan_trials(
-    spec: SweepSpec, spec_path: Path | None, budget: int | None = None
+    spec: SweepSpec,
+    spec_path: Path | None,
+    budget: int | None = None,
+    unchecked: list[str] | None = None,
 ) -> list[PlannedTrial]:
     """The baselines and the first ``budget`` trials, with the parameters the sampler would
-    propose before it has seen any result."""
+    propose before it has seen any result. A missing model or data file raises, or, with
+    ``unchecked``, is listed there and the plan goes on."""
     import optuna
 
     budget = spec.trials if budget is None else budget
-    preflight(spec, spec_path)
+    preflight(spec, spec_path, unchecked)
     plan = build_sampler(spec, str(spec_path or "spec"))
     quiet_optuna()
     storage = optuna.storages.InMemoryStorage()

@@ -52,14 +52,15 @@ def resolve_trial_config(
     return build(TrainConfig, data, source).model_dump(mode="json")
 
 
-def preflight(spec: SweepSpec, spec_path: Path | None) -> None:
+def preflight(spec: SweepSpec, spec_path: Path | None, unchecked: list[str] | None = None) -> None:
     """Check the model and the data (``check_inputs``), then resolve every baseline's trainer
     config, and the trials' at both ends of every searched range (and at every choice), so that
     a missing recipe or a range the trainer would reject fails now, naming the key, not in the
-    middle of the sweep."""
+    middle of the sweep. With ``unchecked`` (the dry run), a model or data this machine lacks is
+    listed there instead of failing."""
     from pareto_bench.rl.config import recipe_path
 
-    check_inputs(spec, spec_path)
+    check_inputs(spec, spec_path, unchecked)
     for recipe in (spec.recipe, spec.train_base):  # a missing recipe is named as such
         if recipe is not None:
             recipe_path(recipe, spec_path)
@@ -79,21 +80,29 @@ def preflight(spec: SweepSpec, spec_path: Path | None) -> None:
                 ) from None
 
 
-def check_inputs(spec: SweepSpec, spec_path: Path | None) -> None:
+def check_inputs(
+    spec: SweepSpec, spec_path: Path | None, unchecked: list[str] | None = None
+) -> None:
     """Read what every trial will read first: the model's config and tokenizer (not its
-    weights) and the problems of the training task and of every evaluation task."""
+    weights) and the problems of the training task and of every evaluation task. The first
+    missing one raises, or, with ``unchecked``, each is appended to it as one line."""
     from pareto_bench.dllm.models import CheckpointError, check_model
     from pareto_bench.tasks import TaskDataError, get_task
     from pareto_bench.tasks.base import resolve_data_dir, training_task_name
+
+    def missing(message: str) -> None:
+        if unchecked is None:
+            raise ConfigError(message)
+        unchecked.append(message)
 
     where = spec_path or "spec"
     try:
         check_model(spec.model)
     except CheckpointError as e:
-        raise ConfigError(f"{where}: model: {e}") from None
+        missing(f"{where}: model: {e}")
     data_dir = resolve_data_dir(spec.data_dir)
     for task in dict.fromkeys([training_task_name(spec.task), *spec.eval.tasks]):
         try:
             get_task(task).load(data_dir)
         except TaskDataError as e:
-            raise ConfigError(f"{where}: {e} (in the spec: data_dir: DIR)") from None
+            missing(f"{where}: {e} (in the spec: data_dir: DIR)")
