@@ -12,7 +12,15 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow import MlflowClient
-from test_sweep_workers import env, journal_study, last_rows, starts, sweep_command, wait_for
+from test_sweep_workers import (
+    env,
+    journal_study,
+    last_rows,
+    start,
+    starts,
+    sweep_command,
+    wait_for,
+)
 
 from pareto_bench.analysis.report.sweep_data import load_sweep_dir
 from pareto_bench.core.records import EvalRecord, TrialRecord, read_jsonl
@@ -132,9 +140,7 @@ def test_a_killed_replicated_sweep_resumes_replicate_by_replicate(tmp_path: Path
     command = sweep_command(
         out, "--trials", "1", "--set", "baselines=[grpo]", "--set", "replicates=2"
     )
-    first = subprocess.Popen(
-        command, cwd=tmp_path, env=env(tmp_path, step_s=1.0), stderr=subprocess.PIPE
-    )
+    first = start(command, tmp_path, env(tmp_path, step_s=1.0), "first")
     # grpo is configuration 0 and trial-1 configuration 1; kill mid-way through its seed 1.
     seed_1_steps = out / "trials" / "1" / "seed-1" / "train.jsonl"
     wait_for(lambda: seed_1_steps.is_file(), 240, "trial-1's second replicate to train")

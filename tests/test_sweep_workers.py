@@ -57,6 +57,20 @@ def env(tmp_path: Path, step_s: float) -> dict[str, str]:
     }
 
 
+def start(command: list[str], cwd: Path, env: dict[str, str], name: str) -> subprocess.Popen[str]:
+    """A sweep in the background, its stdout and stderr going to ``cwd/name.out`` and
+    ``cwd/name.err``: files, not pipes, so that it never blocks on output nobody reads."""
+    with (cwd / f"{name}.out").open("w") as out, (cwd / f"{name}.err").open("w") as err:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+
+
+def finished(proc: subprocess.Popen[str], cwd: Path, name: str, timeout: float):
+    """Wait for a process from ``start`` and return what it printed."""
+    proc.wait(timeout=timeout)
+    out, err = ((cwd / f"{name}.{kind}").read_text() for kind in ("out", "err"))
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def starts(tmp_path: Path) -> Counter[int | str]:
     """How many times each trial number (or replicate, ``<number>-seed<seed>``) began running."""
     folder = tmp_path / "started"
@@ -98,13 +112,7 @@ def test_sigkill_mid_trial_then_rerun_resumes(tmp_path: Path) -> None:
     out = tmp_path / "out"
     command = sweep_command(out, "--trials", "3", "--set", "baselines=[base]")
     # Slow steps, so that the kill lands in the middle of trial 2's training.
-    first = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env=env(tmp_path, step_s=1.0),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    first = start(command, tmp_path, env(tmp_path, step_s=1.0), "first")
     wait_for(lambda: steps_logged(out, 2) >= 1, 240, "trial 2 to log a training step")
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -172,13 +180,7 @@ def test_sigkill_mid_trial_then_rerun_resumes(tmp_path: Path) -> None:
 def test_sigterm_marks_the_running_trial_failed_and_rerun_retries_it(tmp_path: Path) -> None:
     out = tmp_path / "out"
     command = sweep_command(out, "--trials", "2", "--set", "baselines=[]")
-    first = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env=env(tmp_path, step_s=1.0),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    first = start(command, tmp_path, env(tmp_path, step_s=1.0), "first")
     wait_for(lambda: steps_logged(out, 0) >= 1, 240, "trial 0 to log a training step")
     first.send_signal(signal.SIGTERM)
     first.wait(timeout=60)
@@ -230,22 +232,13 @@ def _run_two_workers(tmp_path: Path, extra: list[str]) -> list[subprocess.Comple
     command = sweep_command(
         tmp_path / "out", "--trials", "6", "--set", "baselines=[base]", "--worker", *extra
     )
-    workers = [
-        subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=env(tmp_path, step_s=0.3),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
+    names = ["worker-a", "worker-b"]
+    workers = [start(command, tmp_path, env(tmp_path, step_s=0.3), name) for name in names]
+    results = [
+        finished(worker, tmp_path, name, 400) for worker, name in zip(workers, names, strict=True)
     ]
-    results = []
-    for worker in workers:
-        stdout, stderr = worker.communicate(timeout=400)
-        results.append(subprocess.CompletedProcess(worker.args, worker.returncode, stdout, stderr))
-        assert worker.returncode == 0, stderr
+    for result in results:
+        assert result.returncode == 0, result.stderr
     return results
 
 
