@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from pareto_bench.core.schema import ConfigError, dump_yaml
@@ -202,3 +203,22 @@ def test_static_strategy_with_steps_is_valid() -> None:
 def test_missing_recipe_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+SCALED_SWEEPS = [
+    path
+    for path in sorted((TRAINERS.parent / "sweeps").glob("*.yaml"))
+    if "train_base" in yaml.safe_load(path.read_text(encoding="utf-8"))
+]
+
+
+@pytest.mark.parametrize("sweep", SCALED_SWEEPS, ids=lambda p: p.stem)
+def test_a_sweep_at_a_recipes_scale_states_only_what_it_changes(sweep: Path):
+    """Each field of the ``train`` of a sweep with a ``train_base`` (tiny's scale) differs from
+    what its recipe over that base already gives: a restated value would drift unnoticed."""
+    from pareto_bench.sweep.spec import flatten, load_spec
+
+    spec = load_spec(sweep)
+    recipe = flatten(load_recipe(spec.recipe, base=spec.train_base).model_dump(mode="json"))
+    restated = {k: v for k, v in flatten(spec.train).items() if recipe.get(k) == v}
+    assert restated == {}

@@ -1,4 +1,4 @@
-"""One small registry, shared by the four seams: models, tasks, trackers and executors.
+"""One small registry, shared by the five seams: models, tasks, trackers, executors and samplers.
 
 Entries may be objects or lazy ``"module:Attr"`` strings, so that heavy imports (torch,
 mlflow) stay out of code paths that do not need them. A registry made with ``discover=PACKAGE``
