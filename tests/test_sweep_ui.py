@@ -25,7 +25,6 @@ from pareto_bench.sweep.ui import rest
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("pareto-bench"))
-ARTIFACTS = ROOT / "test-artifacts"
 
 
 def free_port() -> int:
@@ -46,21 +45,23 @@ PORT_TAKEN = ("already listens", "exited with status")
 
 def _start_ui(cwd: Path) -> tuple[subprocess.Popen[str], int, list[str]]:
     """``pareto-bench ui out`` on a free port, once it has printed the sweep's page."""
-    for _ in range(3):
+    for attempt in range(3):
         port = free_port()
-        ui = subprocess.Popen(
-            [CLI, "ui", "out", "--port", str(port)],
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        log = cwd / f"ui-{attempt}.err"
+        with log.open("w") as err:  # a file: the server never blocks on a full stderr pipe
+            ui = subprocess.Popen(
+                [CLI, "ui", "out", "--port", str(port)],
+                cwd=cwd,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
         lines: list[str] = []
         threading.Thread(target=lines.extend, args=(ui.stdout,), daemon=True).start()
         deadline = time.monotonic() + 240
         while not any(line.startswith("sweep ") for line in lines):
             if ui.poll() is not None:
-                error = ui.stderr.read() if ui.stderr else ""
+                error = log.read_text()
                 assert any(reason in error for reason in PORT_TAKEN), error
                 break
             assert time.monotonic() < deadline, f"the UI did not come up: {lines}"
@@ -169,31 +170,78 @@ def test_the_printed_url_shows_the_trials_and_their_frontiers_in_a_browser(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What a user sees: the URL that ``ui`` prints, loaded in a real browser, lists the sweep's
-    trial and baseline and draws their accuracy-vs-TPF chart. The screenshot is kept under
-    ``test-artifacts/``."""
+    trial and baseline and draws, from the runs' metrics, each run's accuracy against TPF and
+    their AUPs. The screenshot goes to the test's temporary directory."""
+    from mlflow import MlflowClient
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     monkeypatch.chdir(tmp_path)
     browser = _chromium()
     try:
-        with ui_on_a_recorded_sweep(tmp_path) as (_, printed):
+        with ui_on_a_recorded_sweep(tmp_path) as (parent_run_id, printed):
             browser.get(printed["sweep"].split()[2])
 
             def page_shows_the_sweep(driver: Any) -> bool:
                 text = driver.find_element(By.TAG_NAME, "body").text
-                plots = driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
-                return "trial-1" in text and "synthetic/tpf" in text and len(plots) >= 2
+                plots = driver.execute_script(PLOT_DATA)
+                return "trial-1" in text and len(plots) >= 2 and all(p["data"] for p in plots)
 
             WebDriverWait(browser, 120, poll_frequency=1).until(page_shows_the_sweep)
             text = browser.find_element(By.TAG_NAME, "body").text
-            ARTIFACTS.mkdir(exist_ok=True)
-            browser.save_screenshot(str(ARTIFACTS / "mlflow-sweep-page.png"))
+            plots = browser.execute_script(PLOT_DATA)
+            browser.save_screenshot(str(tmp_path / "mlflow-sweep-page.png"))
     finally:
         browser.quit()
     assert "Frontiers" in text and "tiny: frontiers" in text
     assert {"base", "trial-1", "synthetic/accuracy", "synthetic/aup"} <= set(text.split())
     assert "tiny" not in text.split("Run Name")[1].split()[:8]  # the parent is not a row
+
+    # What the charts draw, against what the runs logged.
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs(
+        [client.get_run(parent_run_id).info.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+    )
+    assert {r.info.run_name for r in runs} == {"base", "trial-1"}
+
+    def history(run_id: str, key: str) -> list[float]:
+        return [
+            m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        ]
+
+    (curves,) = [p for p in plots if p["xTitle"] == "synthetic/tpf"]
+    for run in runs:
+        logged = sorted(
+            zip(
+                history(run.info.run_id, "synthetic/tpf"),
+                history(run.info.run_id, "synthetic/accuracy"),
+                strict=True,
+            )
+        )
+        traces = [t for t in curves["data"] if t["name"] == run.info.run_name]
+        assert traces, f"no curve for {run.info.run_name}"
+        for trace in traces:  # TPF on x, accuracy on y: a point per threshold
+            points = sorted(zip(trace["x"], trace["y"], strict=True))
+            assert len(points) == len(logged), run.info.run_name
+            for point, expected in zip(points, logged, strict=True):
+                assert point == pytest.approx(expected), run.info.run_name
+    (aup,) = [p for p in plots if p["data"][0]["type"] == "bar"]
+    (bars,) = aup["data"]
+    drawn = dict(zip(bars["y"], bars["x"], strict=True))  # horizontal bars: run id -> AUP
+    assert drawn == pytest.approx({r.info.run_id: r.data.metrics["synthetic/aup"] for r in runs})
+
+
+# Every Plotly chart on the page: its x-axis title and its traces' names, types and points.
+PLOT_DATA = """
+return Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => ({
+  xTitle: plot.layout && plot.layout.xaxis && plot.layout.xaxis.title
+    ? plot.layout.xaxis.title.text : null,
+  data: (plot.data || []).map(t => ({
+    name: t.name, type: t.type, x: Array.from(t.x || []), y: Array.from(t.y || [])
+  }))
+}));
+"""
 
 
 def test_ui_without_a_store_says_what_to_do(tmp_path: Path) -> None:
