@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from dense_likelihood import dense_logprobs
@@ -10,6 +12,23 @@ from pareto_bench.dllm import likelihood
 from pareto_bench.dllm.attention import block_causal_mask
 from pareto_bench.dllm.likelihood import block_views, pack, sequence_logprobs, trajectory_views
 from pareto_bench.dllm.sampler import generate
+
+
+@pytest.fixture(autouse=True)
+def session_model_unchanged(random_tiny):
+    """random_tiny is shared by the whole session: a test here may use it, never change its
+    dtype, device, mode or weights (one that needs another precision works on a copy)."""
+    model = random_tiny.model
+
+    def state():
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        return model.dtype, model.device, [m.training for m in model.modules()], weights
+
+    dtype, device, modes, weights = state()
+    yield
+    after = state()
+    assert (after[0], after[1], after[2]) == (dtype, device, modes), "random_tiny was changed"
+    assert all(torch.equal(weights[k], v) for k, v in after[3].items()), "its weights changed"
 
 
 def direct_logprobs(lm, prompt, tokens, step_map, b, surrogate=False):
@@ -312,35 +331,32 @@ def test_flex_likelihood_equals_sdpa_on_gpu(random_tiny, surrogate):
     """On a GPU, FlexAttention with a BlockMask gives the SDPA path's values and gradients."""
     lm, b = random_tiny, 4
     prompts, gens = _sampled_trajectories(lm, b)
-    model = lm.model.to("cuda", torch.float32)
-    try:
-        rows = _packed(prompts, gens, b, lm.mask_id, surrogate)
+    model = copy.deepcopy(lm.model).to("cuda", torch.float32)  # the session's model stays as is
+    rows = _packed(prompts, gens, b, lm.mask_id, surrogate)
 
-        def score(attention):
-            return sequence_logprobs(
-                model,
-                rows,
-                block_size=b,
-                mask_id=lm.mask_id,
-                max_tokens_per_forward=8,
-                attention=attention,
-            )
+    def score(attention):
+        return sequence_logprobs(
+            model,
+            rows,
+            block_size=b,
+            mask_id=lm.mask_id,
+            max_tokens_per_forward=8,
+            attention=attention,
+        )
 
-        results = []
-        for attention in ("sdpa", "flex"):
-            model.zero_grad(set_to_none=True)
-            logp = score(attention)
-            logp.sum().backward()
-            results.append((logp.detach(), [p.grad.clone() for p in model.parameters()]))
-        with torch.no_grad():  # a reference pass: no autograd, queries shorter than 128
-            model.eval()
-            assert torch.allclose(score("sdpa"), score("flex"), atol=1e-4)
-        (a, grads_a), (f, grads_f) = results
-        assert torch.allclose(a, f, atol=1e-4)
-        for x, y in zip(grads_a, grads_f, strict=True):
-            assert torch.allclose(x, y, atol=1e-3)
-    finally:
-        model.to("cpu", torch.float64)
+    results = []
+    for attention in ("sdpa", "flex"):
+        model.zero_grad(set_to_none=True)
+        logp = score(attention)
+        logp.sum().backward()
+        results.append((logp.detach(), [p.grad.clone() for p in model.parameters()]))
+    with torch.no_grad():  # a reference pass: no autograd, queries shorter than 128
+        model.eval()
+        assert torch.allclose(score("sdpa"), score("flex"), atol=1e-4)
+    (a, grads_a), (f, grads_f) = results
+    assert torch.allclose(a, f, atol=1e-4)
+    for x, y in zip(grads_a, grads_f, strict=True):
+        assert torch.allclose(x, y, atol=1e-3)
 
 
 def test_the_last_mlp_runs_on_target_slots_only(random_tiny):
