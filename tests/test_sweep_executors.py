@@ -133,3 +133,15 @@ def test_a_sweep_with_two_workers_runs_trials_in_both(
     assert all(len((started / f"{n}.started").read_text().split()) == 1 for n in range(4))
     assert {(started / f"{n}.slot").read_text() for n in range(4)} == {"0", "1"}
     assert (tmp_path / "out" / "worker-1.log").is_file()
+
+
+def test_a_failed_trial_s_detail_keeps_the_head_and_the_tail_of_its_stderr() -> None:
+    """Under torchrun a rank's traceback often comes first and the launcher's summary last."""
+    from pareto_bench.sweep.executors.child_process import StderrExcerpt
+
+    excerpt = StderrExcerpt(head=3, tail=2)
+    for i in range(10):
+        excerpt.add(f"line {i}\n")
+    assert excerpt.text() == (
+        "line 0\nline 1\nline 2\n[... 5 lines left out, see trial.log ...]\nline 8\nline 9\n"
+    )
