@@ -3,15 +3,26 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The exact versions CI last passed with, hash-checked; `make lock` refreshes it.
+LOCK := requirements.lock
+PIP_VERSION := 26.3
+PIP_TOOLS_VERSION := 7.7.0
+TORCH := torch==2.13.0
+# Both cores (or however many there are); each test is safe to run beside the others.
+PYTEST := pytest -q -n auto
 
-.PHONY: setup sweep test lint format bench
+.PHONY: setup sweep test test-newest test-lower-bounds lock lint format bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
+	rm -rf $(VENV)
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	# torch first, pinned: a looser requirement would pull gigabytes of CUDA wheels.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q pip==$(PIP_VERSION)
+	# torch first, pinned and outside the lock: on a CPU machine pip takes the local CPU wheel,
+	# where a lock of PyPI's files would pull gigabytes of CUDA wheels.
+	$(BIN)/pip install -q --no-deps $(TORCH)
+	$(BIN)/pip install -q --no-deps --require-hashes -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -20,7 +31,34 @@ sweep: setup
 	$(BIN)/pareto-bench sweep sweeps/tiny.yaml
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/$(PYTEST)
+
+# The suite against the newest releases that pyproject.toml allows, in a venv of its own: the
+# next upstream release that breaks us fails here, by name, and not in a newcomer's first run.
+test-newest:
+	rm -rf .venv-newest
+	$(PY) -m venv .venv-newest
+	.venv-newest/bin/pip install -q --upgrade pip
+	.venv-newest/bin/pip install -q $(TORCH)
+	.venv-newest/bin/pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
+	.venv-newest/bin/pip list --format=freeze > .venv-newest/versions.txt
+	.venv-newest/bin/$(PYTEST)
+
+# The sampler contract against the oldest optuna that pyproject.toml allows (the newest is the
+# lock's, or test-newest's).
+test-lower-bounds: setup
+	rm -rf .lower-bounds
+	$(BIN)/pip install -q --no-deps --target .lower-bounds \
+		"$$($(BIN)/python scripts/lower_bound.py optuna)"
+	PYTHONPATH=.lower-bounds $(BIN)/pytest -q -p no:cacheprovider tests/test_samplers.py
+
+# Re-resolve every dependency to its newest allowed release and write the lock with hashes.
+lock:
+	$(PY) -m venv .venv-lock
+	.venv-lock/bin/pip install -q pip==$(PIP_VERSION) pip-tools==$(PIP_TOOLS_VERSION)
+	.venv-lock/bin/pip-compile -q --upgrade --generate-hashes --reuse-hashes --extra dev \
+		--strip-extras --unsafe-package torch --no-emit-index-url --no-emit-find-links \
+		-o $(LOCK) pyproject.toml
 
 lint: setup
 	$(BIN)/ruff check pareto_bench tests && $(BIN)/ruff format --check pareto_bench tests

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from pareto_bench.core.records import EvalRecord, TrialRecord, read_jsonl
 from pareto_bench.core.schema import ConfigError
 from pareto_bench.sweep import SweepOptions, load_spec, run_sweep
+from pareto_bench.sweep.samplers import SAMPLERS
 from pareto_bench.tracking import PARENT_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,7 +224,7 @@ def test_objective_failure_when_the_operating_threshold_is_missing(tmp_path: Pat
         )
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "gp", "random", "grid"])
+@pytest.mark.parametrize("sampler", SAMPLERS.names())
 def test_every_sampler_runs_beside_baselines(tmp_path: Path, sampler: str) -> None:
     space = "search_space.reward.tpf_weight={type: float, low: 0.5, high: 2.0, step: 0.5}"
     options = (
