@@ -20,7 +20,7 @@ from pareto_bench.dllm.sampler import generate
 from pareto_bench.dllm.tokenizer import build_char_tokenizer
 from pareto_bench.sweep.executors import Executor, make_executor
 from pareto_bench.sweep.trial import TrialFailed, TrialSpec
-from pareto_bench.tasks import Task, get_task
+from pareto_bench.tasks import SampleFileTask, Task, get_task
 from pareto_bench.tracking import Metric, Tracker
 
 # Gold answers that a task's scorer cannot yet judge right, {task: {problem id: cause}}.
@@ -53,8 +53,6 @@ class TaskContract:
         assert isinstance(task, Task)
         assert task.name == task_name
         assert isinstance(task.version, str) and task.version
-        assert task.kind in {"math", "code", "synthetic"}
-        assert task.higher_is_better is True
         assert isinstance(task.max_new_tokens, int) and task.max_new_tokens > 0
 
     def test_problems_have_unique_ids_and_prompts(self, task: Task, problems) -> None:
@@ -70,6 +68,19 @@ class TaskContract:
         wrong = task.score(chosen, [task.corrupt(p) for p in chosen])
         assert [(v.correct, v.reward) for v in gold] == [(True, 1.0)] * len(chosen)
         assert [(v.correct, v.reward) for v in wrong] == [(False, 0.0)] * len(chosen)
+
+    def test_a_sample_file_task_scores_the_programs_of_its_samples(self, task: Task, problems):
+        """``score --samples`` turns each row into a program and scores the programs."""
+        if not isinstance(task, SampleFileTask):
+            pytest.skip(f"{task.name} scores responses only")
+        known = KNOWN_GOLD_FAILURES.get(task.name, {})
+        chosen = [p for p in problems if p.id not in known][: self.problems_checked]
+        programs = [task.program_from_sample(p, {"response": p.gold}) for p in chosen]
+        programs.append(task.program_from_sample(chosen[0], {"response": task.corrupt(chosen[0])}))
+        assert all(isinstance(program, str) and program for program in programs)
+        assert task.program_from_sample(chosen[0], {"response": ""}) is None
+        verdicts = task.score_programs([*chosen, chosen[0], chosen[0]], [*programs, None])
+        assert [v.correct for v in verdicts] == [True] * len(chosen) + [False, False]
 
 
 class TrackerContract:

@@ -40,7 +40,7 @@ def test_held_out_problems_are_disjoint_from_training():
     assert len(test) == 500 and not set(train) & set(test)
     task, train_task = get_task("synthetic"), get_task("synthetic-train")
     problems = task.load()
-    assert len(problems) == 500 and task.higher_is_better
+    assert len(problems) == 500
     verdicts = task.score(problems[:20], [p.gold for p in problems[:20]])
     assert all(v.correct and v.answer_correct for v in verdicts)
     assert {p.id for p in train_task.load()}.isdisjoint(p.id for p in problems)

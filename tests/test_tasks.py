@@ -43,7 +43,7 @@ FILES = {
 @pytest.mark.parametrize("name", sorted(EXPECTED_SIZES))
 def test_each_benchmark_is_registered_and_loads_its_published_file(name, data_dir):
     task = get_task(name)
-    assert isinstance(task, Task) and task.higher_is_better and task.version
+    assert isinstance(task, Task) and task.version
     problems = task.load(data_dir)
     assert len(problems) == EXPECTED_SIZES[name]
     assert len({p.id for p in problems}) == len(problems)

@@ -52,8 +52,6 @@ class Task(Protocol):
 
     name: str
     version: str
-    kind: str  # "math" | "code" | "synthetic"
-    higher_is_better: bool
     max_new_tokens: int  # generation budget per response
 
     def load(self, data_dir: Path | None = None) -> list[Problem]: ...
@@ -73,7 +71,15 @@ class Task(Protocol):
 class SampleFileTask(Task, Protocol):
     """A code task that also scores EvalPlus-style sample files (``score --samples``)."""
 
-    def program_from_sample(self, problem: Problem, sample: dict[str, Any]) -> str | None: ...
+    def program_from_sample(self, problem: Problem, sample: dict[str, Any]) -> str | None:
+        """The whole program a sample file's row stands for; None where it holds no code."""
+        ...
+
+    def score_programs(
+        self, problems: Sequence[Problem], programs: Sequence[str | None]
+    ) -> list[Verdict]:
+        """Score whole programs, as ``score`` does responses (``None``: a sample without code)."""
+        ...
 
 
 TASKS: Registry[Any] = Registry("task", discover="pareto_bench.tasks")

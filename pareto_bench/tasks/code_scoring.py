@@ -205,8 +205,6 @@ class CodeTask:
 
     name: ClassVar[str]
     version: ClassVar[str]
-    kind: ClassVar[str] = "code"
-    higher_is_better: ClassVar[bool] = True
     max_new_tokens: ClassVar[int] = MAX_NEW_TOKENS
 
     instruction: str = DEFAULT_INSTRUCTION

@@ -86,8 +86,6 @@ class MathTask:
 
     name: ClassVar[str]
     version: ClassVar[str]
-    kind: ClassVar[str] = "math"
-    higher_is_better: ClassVar[bool] = True
     max_new_tokens: ClassVar[int] = MAX_NEW_TOKENS
 
     template: str = DEFAULT_TEMPLATE

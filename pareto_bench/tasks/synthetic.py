@@ -133,8 +133,6 @@ class SyntheticTask:
 
     name = "synthetic"
     version = "1"
-    kind = "synthetic"
-    higher_is_better = True
     max_new_tokens = CHAIN_BUDGET
     split = "test"
 
