@@ -8,6 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker gets its share of the cores: torch's default of one thread
+    per core in every worker would oversubscribe them and slow every test down. Child processes
+    (trials, torchrun ranks) inherit the same share through OMP_NUM_THREADS."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        share = max(1, (os.cpu_count() or 1) // workers)
+        os.environ.setdefault("OMP_NUM_THREADS", str(share))
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 # The evaluation sets live in ../shared/data beside the checkout (see its README);
 # the package never hard-codes this path, only the tests do.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
