@@ -12,14 +12,9 @@ from pathlib import Path
 import optuna
 import pytest
 
+from pareto_bench.core.records import BASELINE
 from pareto_bench.sweep import load_spec
-from pareto_bench.sweep.samplers import (
-    BASELINE,
-    KIND_ATTR,
-    SAMPLERS,
-    _SearchTrialsView,
-    build_sampler,
-)
+from pareto_bench.sweep.samplers import KIND_ATTR, SAMPLERS, _SearchTrialsView, build_sampler
 
 TINY = Path(__file__).resolve().parent.parent / "sweeps" / "tiny.yaml"
 SPACE = [

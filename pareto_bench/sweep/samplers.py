@@ -21,6 +21,7 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pareto_bench.core.records import BASELINE
 from pareto_bench.core.registry import Registry
 from pareto_bench.core.schema import ConfigError
 
@@ -29,9 +30,7 @@ if TYPE_CHECKING:
 
     from pareto_bench.sweep.spec import SweepSpec
 
-KIND_ATTR = "kind"  # trial user attribute: "trial" or "baseline"
-BASELINE = "baseline"
-SEARCH = "trial"
+KIND_ATTR = "kind"  # trial user attribute: a TrialRecord kind (core/records.py)
 
 
 @dataclass
