@@ -45,11 +45,8 @@ def evaluate(
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
                 outs = generate(
-                    model.model,
+                    model,
                     [prompts[i] for i in chunk],
-                    mask_id=model.mask_id,
-                    eos_id=model.eos_ids,
-                    block_size=model.block_size,
                     threshold=threshold,
                     max_new_tokens=budget,
                     strategy=strategy,

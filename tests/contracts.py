@@ -211,11 +211,8 @@ class ModelFamilyContract:
     def test_decodes_and_scores_its_trajectory(self, lm: DiffusionLM) -> None:
         prompt = lm.encode_prompt("3,4,5:")
         (out,) = generate(
-            lm.model,
+            lm,
             [prompt],
-            mask_id=lm.mask_id,
-            eos_id=lm.eos_ids,
-            block_size=lm.block_size,
             threshold=0.9,
             max_new_tokens=8,
         )

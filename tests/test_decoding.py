@@ -68,10 +68,8 @@ def reference_generate(
 
 
 def run(lm, prompts, **kw):
-    defaults = dict(
-        mask_id=lm.mask_id, eos_id=lm.eos_id, block_size=8, threshold=0.1, max_new_tokens=20
-    )
-    return generate(lm.model, prompts, **{**defaults, **kw})
+    defaults = dict(block_size=8, threshold=0.1, max_new_tokens=20)
+    return generate(lm, prompts, **{**defaults, **kw})
 
 
 @pytest.mark.parametrize("tau", [0.0, 0.08, 0.12, 2.0])

@@ -27,11 +27,8 @@ pytestmark = [
 
 def _decode(lm, prompts, **options):
     return generate(
-        lm.model,
+        lm,
         prompts,
-        mask_id=lm.mask_id,
-        eos_id=lm.eos_ids,
-        block_size=lm.block_size,
         max_new_tokens=64,
         **options,
     )

@@ -70,10 +70,8 @@ def direct_logprobs(lm, prompt, tokens, step_map, b, surrogate=False):
 def _sampled_trajectories(lm, b=4, prompts=([3, 4, 5], [5, 6, 7, 8, 9, 10], [7])):
     prompts = [list(p) for p in prompts]
     gens = generate(
-        lm.model,
+        lm,
         prompts,
-        mask_id=lm.mask_id,
-        eos_id=lm.eos_id,
         block_size=b,
         threshold=0.0,
         max_new_tokens=11,

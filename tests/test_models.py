@@ -52,11 +52,8 @@ def test_sdar_layout_loads_into_qwen3_with_same_outputs(tmp_path):
     with torch.no_grad():
         assert torch.allclose(lm.model(ids).logits, original(ids).logits, atol=1e-5)
     out = generate(
-        lm.model,
+        lm,
         [[3, 4, 5]],
-        mask_id=lm.mask_id,
-        eos_id=lm.eos_id,
-        block_size=lm.block_size,
         threshold=0.9,
         max_new_tokens=6,
     )

@@ -34,10 +34,8 @@ def test_micro_batched_update_equals_the_whole_batch_update(random_tiny, reducti
     lm = random_tiny
     prompts = [[3, 4, 5], [5, 6, 7, 8, 9, 10]]
     gens = generate(
-        lm.model,
+        lm,
         [p for p in prompts for _ in range(4)],
-        mask_id=lm.mask_id,
-        eos_id=lm.eos_id,
         block_size=4,
         threshold=0.0,
         max_new_tokens=9,
@@ -131,10 +129,10 @@ def test_checkpoint_eos_ids_come_from_tokenizer_config_and_generation_config(sda
 
 def test_generation_stops_at_any_of_several_eos_ids(random_tiny):
     lm = random_tiny
-    kwargs = dict(mask_id=lm.mask_id, block_size=4, threshold=0.5, max_new_tokens=24)
-    (plain,) = generate(lm.model, [[3, 4, 5]], eos_id=lm.eos_id, **kwargs)
+    kwargs = dict(block_size=4, threshold=0.5, max_new_tokens=24)
+    (plain,) = generate(lm, [[3, 4, 5]], **kwargs)
     stop = next(t for t in plain.tokens if t != lm.eos_id)
-    (stopped,) = generate(lm.model, [[3, 4, 5]], eos_id=[lm.eos_id, stop], **kwargs)
+    (stopped,) = generate(lm, [[3, 4, 5]], eos_ids=[lm.eos_id, stop], **kwargs)
     cut = plain.tokens.index(stop) + 1
     assert stopped.tokens == plain.tokens[:cut]
     assert not stopped.hit_budget

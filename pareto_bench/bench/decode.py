@@ -17,19 +17,17 @@ from pareto_bench.dllm.models import DiffusionLM
 from pareto_bench.dllm.sampler import aggregate_tpf, generate
 from pareto_bench.tasks.synthetic import SyntheticTask
 
-NEVER = -1  # an EOS id no token has
+NEVER = (-1,)  # EOS ids no token has: every sequence decodes its whole budget
 
 
 def _run(
     lm: DiffusionLM, prompts: list[list[int]], *, repeats: int = 3, **kw: Any
 ) -> dict[str, float]:
-    generate(
-        lm.model, prompts[:1], mask_id=lm.mask_id, eos_id=NEVER, **{**kw, "max_new_tokens": 8}
-    )  # warm-up
+    generate(lm, prompts[:1], eos_ids=NEVER, **{**kw, "max_new_tokens": 8})  # warm-up
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        outs = generate(lm.model, prompts, mask_id=lm.mask_id, eos_id=NEVER, **kw)
+        outs = generate(lm, prompts, eos_ids=NEVER, **kw)
         best = min(best, time.perf_counter() - start)
     tokens = sum(len(g.tokens) for g in outs)
     return {

@@ -95,10 +95,9 @@ def check_decode(lm, batch_size: int = BATCH, new_tokens: int = NEW_TOKENS) -> d
 
             def run(block=block, tpf=tpf, n=new_tokens):
                 return generate(
-                    lm.model,
+                    lm,
                     prompts,
-                    mask_id=lm.mask_id,
-                    eos_id=never,
+                    eos_ids=(never,),
                     block_size=block,
                     threshold=0.0,
                     max_new_tokens=n,

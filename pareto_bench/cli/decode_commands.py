@@ -46,11 +46,8 @@ def decode(
     lm = load_model(model, block_size=block_size, device=placed_on, dtype=placed_in)
     ids = lm.encode_prompt(prompt)
     out = generate(
-        lm.model,
+        lm,
         [ids],
-        mask_id=lm.mask_id,
-        eos_id=lm.eos_ids,
-        block_size=lm.block_size,
         threshold=threshold,
         max_new_tokens=max_new_tokens,
         strategy=strategy,

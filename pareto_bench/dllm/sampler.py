@@ -30,9 +30,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import DynamicCache
 
 from pareto_bench.dllm.attention import block_causal_mask
+from pareto_bench.dllm.models import DiffusionLM
 from pareto_bench.dllm.readout import last_mlp_at
 
 STRATEGIES = ("dynamic", "static")
@@ -60,14 +61,13 @@ def aggregate_tpf(generations: list[Generation]) -> float:
 
 @torch.no_grad()
 def generate(
-    model: PreTrainedModel,
+    lm: DiffusionLM,
     prompts: list[list[int]],
     *,
-    mask_id: int,
-    eos_id: int | Collection[int],
-    block_size: int,
     threshold: float,
     max_new_tokens: int,
+    block_size: int | None = None,
+    eos_ids: Collection[int] | None = None,
     strategy: str = "dynamic",
     steps_per_block: int | None = None,
     temperature: float = 0.0,
@@ -76,13 +76,17 @@ def generate(
     seed: int | None = None,
     use_cache: bool = True,
 ) -> list[Generation]:
-    """Decode ``prompts`` block-wise. See the module docstring for the exact semantics.
+    """Decode ``prompts`` with ``lm`` block-wise. See the module docstring for the exact
+    semantics.
 
     With sampling on (``temperature > 0``), sequence ``i`` draws from its own generator seeded
-    with ``seed + i``, so a fixed seed gives identical output. ``eos_id`` may be several ids
-    (checkpoints list several in ``generation_config.json``); a block holding any of them ends
-    its sequence.
+    with ``seed + i``, so a fixed seed gives identical output. A block holding any of
+    ``eos_ids`` ends its sequence. ``block_size`` and ``eos_ids`` are ``lm``'s unless given:
+    the trainer decodes at its own block size, and the benchmarks stop at no id.
     """
+    model, mask_id = lm.model, lm.mask_id
+    block_size = lm.block_size if block_size is None else block_size
+    stop = lm.eos_ids if eos_ids is None else eos_ids
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     if block_size < 1 or max_new_tokens < 1:
@@ -96,7 +100,7 @@ def generate(
     sampler = _CandidateSampler(
         mask_id, temperature, top_k, top_p, seed, len(prompts), model.device
     )
-    eos_ids = torch.tensor(sorted({eos_id} if isinstance(eos_id, int) else set(eos_id)))
+    stop_ids = torch.tensor(sorted(set(stop)))
     device = model.device
     dtype = (
         torch.get_autocast_dtype(device.type)
@@ -170,7 +174,7 @@ def generate(
 
     num_forwards = torch.zeros(layout.batch, dtype=torch.long, device=device)
     finished = torch.zeros(layout.batch, dtype=torch.bool, device=device)
-    eos_ids = eos_ids.to(device)
+    stop_ids = stop_ids.to(device)
     for start in range(layout.prefix_slots, layout.num_slots, b):
         end = start + b
         todo = layout.generated[:, start:end] & ~finished[:, None]
@@ -185,12 +189,12 @@ def generate(
             layout.step[:, start:end][commit] = num_forwards[:, None].expand(-1, b)[commit]
             todo &= ~commit
         block_done = layout.generated[:, start:end] & torch.isin(
-            layout.tokens[:, start:end], eos_ids
+            layout.tokens[:, start:end], stop_ids
         )
         finished |= block_done.any(dim=1)
         if finished.all():
             break
-    return layout.results(set(eos_ids.tolist()), num_forwards)
+    return layout.results(set(stop_ids.tolist()), num_forwards)
 
 
 def _prefill(forward, layout: _SlotLayout, cache: DynamicCache) -> None:

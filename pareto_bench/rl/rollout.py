@@ -71,10 +71,8 @@ def rollout(
     def decoded_chunks() -> Iterable[list[str]]:
         for start in range(0, len(sequences), config.batch_size):
             chunk = generate(
-                lm.model,
+                lm,
                 sequences[start : start + config.batch_size],
-                mask_id=lm.mask_id,
-                eos_id=lm.eos_ids,
                 block_size=block_size,
                 threshold=config.threshold,
                 max_new_tokens=max_new_tokens,
