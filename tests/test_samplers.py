@@ -13,6 +13,7 @@ import optuna
 import pytest
 
 from pareto_bench.core.records import BASELINE
+from pareto_bench.core.schema import ConfigError
 from pareto_bench.sweep import load_spec
 from pareto_bench.sweep.samplers import KIND_ATTR, SAMPLERS, _SearchTrialsView, build_sampler
 
@@ -80,3 +81,58 @@ def test_samplers_see_baselines_failed_at_their_numbers() -> None:
     complete = view.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert [t.number for t in complete] == list(range(2, 2 + TRIALS))
     assert len(view.trials) == len(study.trials)
+
+
+def searched_points(study: optuna.Study) -> list[tuple[float, float]]:
+    return [
+        (t.params["reward.tpf_weight"], t.params["loss.nll_weight"])
+        for t in study.trials
+        if t.user_attrs.get(KIND_ATTR) != BASELINE
+    ]
+
+
+def test_a_rerun_draws_the_same_points(sampler_name: str) -> None:
+    assert searched_points(run_study(sampler_name)) == searched_points(run_study(sampler_name))
+
+
+def test_no_two_trials_get_the_same_point(sampler_name: str) -> None:
+    """On a space of 4 x 3 = 12 points, 6 trials are 6 different points, whatever the sampler
+    (the model-based ones would otherwise come back to their best point)."""
+    points = searched_points(run_study(sampler_name))
+    assert len(set(points)) == len(points) == TRIALS
+
+
+def test_workers_sharing_a_study_draw_different_points() -> None:
+    """Two workers ask before either tells, as parallel workers do: each trial's draw is seeded
+    by its number, and a point that a running trial holds is not drawn again."""
+    spec = load_spec(TINY, [*SPACE, "sampler.name=tpe", "trials=4"])
+    storage = optuna.storages.InMemoryStorage()
+    workers = [
+        optuna.create_study(
+            storage=storage,
+            study_name="shared",
+            directions=["maximize"] * 2,
+            sampler=build_sampler(spec).sampler,
+            load_if_exists=True,
+        )
+        for _ in range(2)
+    ]
+    asked = [(w, w.ask()) for w in workers for _ in range(2)]
+    points = []
+    for worker, trial in asked:
+        params = {p: spec.search_space[p].suggest(trial, p) for p in spec.search_space}
+        points.append(tuple(params.values()))
+        worker.tell(trial, _objectives(params))
+    assert len(set(points)) == 4
+
+
+def test_an_exhausted_space_is_an_error_that_names_the_field() -> None:
+    spec = load_spec(TINY, [*SPACE, "sampler.name=random", "trials=20"])
+    study = optuna.create_study(directions=["maximize"] * 2, sampler=build_sampler(spec).sampler)
+    for _ in range(12):  # every point of the 4 x 3 space
+        trial = study.ask()
+        params = {p: spec.search_space[p].suggest(trial, p) for p in spec.search_space}
+        study.tell(trial, _objectives(params))
+    with pytest.raises(ConfigError, match="search_space: .* exhausted"):
+        trial = study.ask()
+        spec.search_space["reward.tpf_weight"].suggest(trial, "reward.tpf_weight")

@@ -158,6 +158,8 @@ def test_sigkill_mid_trial_then_rerun_resumes(tmp_path: Path) -> None:
     assert rows[2].failure_reason.startswith("killed: its worker process")
     retry = rows[4]
     assert retry.params == rows[2].params and retry.kind == "trial"
+    # The new process draws no point that the first one trained or queued for its retry.
+    assert_distinct_configurations(rows)
     study = journal_study(out)
     assert [t.state.name for t in study.trials] == [
         "COMPLETE",
@@ -217,6 +219,7 @@ def _check_shared_study(
         (r.number, r.state) for r in read_jsonl(tmp_path / "out" / "trials.jsonl", TrialRecord)
     )
     assert all(history[(n, "COMPLETE")] == 1 for n in range(expected))
+    assert_distinct_configurations(rows)
     client = MlflowClient(uri)
     parents = client.search_runs(
         [e.experiment_id for e in client.search_experiments()], "tags.kind = 'sweep'"
@@ -228,11 +231,23 @@ def _check_shared_study(
     assert len(children) == expected and all(c.info.status == "FINISHED" for c in children)
 
 
-def _run_two_workers(tmp_path: Path, extra: list[str]) -> list[subprocess.CompletedProcess[str]]:
+def assert_distinct_configurations(rows: dict[int, TrialRecord]) -> None:
+    """No configuration was trained twice: the completed searched trials' parameters differ."""
+    points = [
+        tuple(sorted(r.params.items()))
+        for r in rows.values()
+        if r.kind == "trial" and r.state == "COMPLETE"
+    ]
+    assert len(set(points)) == len(points), points
+
+
+def _run_workers(
+    tmp_path: Path, extra: list[str], count: int = 2, trials: int = 6
+) -> list[subprocess.CompletedProcess[str]]:
     command = sweep_command(
-        tmp_path / "out", "--trials", "6", "--set", "baselines=[base]", "--worker", *extra
+        tmp_path / "out", "--trials", str(trials), "--set", "baselines=[base]", "--worker", *extra
     )
-    names = ["worker-a", "worker-b"]
+    names = [f"worker-{i}" for i in range(count)]
     workers = [start(command, tmp_path, env(tmp_path, step_s=0.3), name) for name in names]
     results = [
         finished(worker, tmp_path, name, 400) for worker, name in zip(workers, names, strict=True)
@@ -248,7 +263,7 @@ def _ran(result: subprocess.CompletedProcess[str]) -> int:
 
 @pytest.mark.slow
 def test_two_workers_share_one_journal_study(tmp_path: Path) -> None:
-    results = _run_two_workers(tmp_path, [])
+    results = _run_workers(tmp_path, [])
     assert sum(_ran(r) for r in results) == 7 and all(_ran(r) >= 1 for r in results)
     _check_shared_study(
         tmp_path,
@@ -257,6 +272,17 @@ def test_two_workers_share_one_journal_study(tmp_path: Path) -> None:
         7,
         f"sqlite:///{tmp_path}/mlruns/mlflow.db",
     )
+
+
+@pytest.mark.slow
+def test_four_workers_train_distinct_configurations(tmp_path: Path) -> None:
+    """Four processes on one study, each with the spec's seed: every trial's point is drawn
+    from its own number's seed, so no two workers repeat one another's start-up points."""
+    results = _run_workers(tmp_path, [], count=4, trials=8)
+    assert sum(_ran(r) for r in results) == 9
+    rows = last_rows(tmp_path / "out")
+    assert sum(r.kind == "trial" and r.state == "COMPLETE" for r in rows.values()) == 8
+    assert_distinct_configurations(rows)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -330,7 +356,7 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.mark.slow
 def test_two_workers_share_one_postgres_study(tmp_path: Path, postgres_url: str) -> None:
-    results = _run_two_workers(tmp_path, ["--storage", postgres_url])
+    results = _run_workers(tmp_path, ["--storage", postgres_url])
     assert sum(_ran(r) for r in results) == 7 and all(_ran(r) >= 1 for r in results)
     assert not (tmp_path / "out" / "study.journal").exists()  # the study lives in PostgreSQL
     study = optuna.load_study(study_name="tiny", storage=postgres_url)

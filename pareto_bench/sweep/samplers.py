@@ -8,6 +8,12 @@ wrapped to see each baseline as a failed trial with no parameters, which every O
 ignores. The baseline keeps its place: Optuna's samplers may index the full trial list by
 trial number (NSGA-II's generation cache does since optuna 5), so the list must not shrink.
 
+No configuration is trained twice. Each searched trial draws its point from a sampler seeded
+with the spec's seed and the trial's number, so a re-run at one worker repeats its points, while
+parallel workers and a resumed process draw different ones (a sampler seeded once per process
+would repeat its random start-up points in every process). A point equal to one that a running,
+finished or queued trial already holds is drawn again with the next seed.
+
 The grid "sampler" enumerates the grid up front: the sweep enqueues one trial per grid point,
 so workers never race for grid cells and a grid sweep resumes like any other.
 """
@@ -48,11 +54,17 @@ SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
 def build_sampler(spec: SweepSpec, source: str = "spec") -> SamplerPlan:
     """The spec's sampler, wrapped so that it never sees baselines. Bad ``sampler.options``
     raise a ``ConfigError`` naming the option."""
+    factory = SAMPLERS.get(spec.sampler.name)
     try:
-        plan = SAMPLERS.get(spec.sampler.name)(spec)
+        plan = factory(spec)
     except TypeError as e:
         raise ConfigError(f"{source}: field 'sampler.options': {e}") from None
-    plan.sampler = search_trials_only(plan.sampler)
+    space = {name: p.distribution() for name, p in spec.search_space.items()}
+
+    def seeded(seed: int) -> BaseSampler:
+        return factory(spec.model_copy(update={"seed": seed})).sampler
+
+    plan.sampler = search_trials_only(plan.sampler, seeded, spec.seed, space)
     return plan
 
 
@@ -165,9 +177,58 @@ class _SearchTrialsView:
         """The sweep owns its budget; a sampler asking to stop (outside ``optimize``) is ignored."""
 
 
-def search_trials_only(inner: BaseSampler) -> BaseSampler:
-    """Wrap ``inner`` so that it never sees baselines, and baselines sample nothing."""
-    return _wrapper_class()(inner)
+DRAWS = 32  # seeds tried for one trial before its search space counts as exhausted
+
+
+def trial_seed(seed: int, number: int, draw: int = 0) -> int:
+    """The seed of a trial's ``draw``-th point: a function of the spec's seed and the trial's
+    number only, so it is the same in every process."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed % 2**32, number, draw]).generate_state(1)[0])
+
+
+def _point_key(params: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        sorted((k, round(v, 12) if isinstance(v, float) else v) for k, v in params.items())
+    )
+
+
+def _taken_points(view: _SearchTrialsView, number: int) -> set[tuple[Any, ...]]:
+    """The points held by every other trial that is queued, running or finished (not failed:
+    a killed trial's retry is queued with its point and holds it)."""
+    from optuna.trial import TrialState
+
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+    taken = set()
+    for t in view.get_trials(deepcopy=False, states=live):
+        params = t.params or t.system_attrs.get("fixed_params") or {}
+        if t.number != number and params:
+            taken.add(_point_key(params))
+    return taken
+
+
+def _draw(inner: BaseSampler, view: _SearchTrialsView, trial: Any, space: dict[str, Any]) -> dict:
+    """One point of the whole space from ``inner``: its joint sample where it has a model, its
+    independent samples for the rest (its random start-up, for instance)."""
+    inner_space = inner.infer_relative_search_space(view, trial)
+    point = dict(inner.sample_relative(view, trial, inner_space)) if inner_space else {}
+    for name, distribution in space.items():
+        if name not in point:
+            point[name] = inner.sample_independent(view, trial, name, distribution)
+    return {name: point[name] for name in space}
+
+
+def search_trials_only(
+    inner: BaseSampler,
+    seeded: Callable[[int], BaseSampler],
+    seed: int,
+    space: dict[str, Any],
+) -> BaseSampler:
+    """Wrap ``inner`` so that it never sees baselines, baselines sample nothing, and each
+    searched trial gets a point of ``space`` that no other trial holds, drawn by
+    ``seeded(trial_seed(seed, number, draw))``."""
+    return _wrapper_class()(inner, seeded, seed, space)
 
 
 @functools.cache
@@ -176,20 +237,38 @@ def _wrapper_class() -> type:
     from optuna.samplers import BaseSampler
 
     class SearchTrialsOnly(BaseSampler):
-        def __init__(self, inner: BaseSampler) -> None:
-            self.inner = inner
+        def __init__(
+            self,
+            inner: BaseSampler,
+            seeded: Callable[[int], BaseSampler],
+            seed: int,
+            space: dict[str, Any],
+        ) -> None:
+            self.inner, self.seeded, self.seed, self.space = inner, seeded, seed, space
 
         def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-            if is_baseline(trial):
+            # Baselines search nothing; an enqueued point (grid, retry) keeps its parameters.
+            if is_baseline(trial) or trial.system_attrs.get("fixed_params"):
                 return {}
-            return self.inner.infer_relative_search_space(_SearchTrialsView(study), trial)
+            return dict(self.space)
 
         def sample_relative(
             self, study: Any, trial: Any, search_space: dict[str, Any]
         ) -> dict[str, Any]:
             if not search_space:
                 return {}
-            return self.inner.sample_relative(_SearchTrialsView(study), trial, search_space)
+            view = _SearchTrialsView(study)
+            taken = _taken_points(view, trial.number)
+            for draw in range(DRAWS):
+                inner = self.seeded(trial_seed(self.seed, trial.number, draw))
+                point = _draw(inner, view, trial, search_space)
+                if _point_key(point) not in taken:
+                    return point
+            raise ConfigError(
+                f"search_space: {DRAWS} draws for trial {trial.number} all repeat a configuration "
+                f"that another trial holds ({len(taken)} held); the space looks exhausted: widen "
+                "search_space or lower trials"
+            )
 
         def sample_independent(
             self, study: Any, trial: Any, param_name: str, param_distribution: Any
