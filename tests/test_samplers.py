@@ -136,3 +136,19 @@ def test_an_exhausted_space_is_an_error_that_names_the_field() -> None:
     with pytest.raises(ConfigError, match="search_space: .* exhausted"):
         trial = study.ask()
         spec.search_space["reward.tpf_weight"].suggest(trial, "reward.tpf_weight")
+
+
+def test_a_converged_sampler_still_finds_the_free_points_of_a_finite_space() -> None:
+    """TPE comes back to its best points; on a finite space the free ones are drawn instead,
+    until every point has been tried once."""
+    spec = load_spec(TINY, [*SPACE, "sampler.name=tpe", "sampler.options={n_startup_trials: 2}"])
+    plan = build_sampler(spec)
+    assert plan.space_size == plan.capacity == 12
+    study = optuna.create_study(directions=["maximize"] * 2, sampler=plan.sampler)
+    points = []
+    for _ in range(12):
+        trial = study.ask()
+        params = {p: spec.search_space[p].suggest(trial, p) for p in spec.search_space}
+        points.append(tuple(params.values()))
+        study.tell(trial, [params["reward.tpf_weight"], 0.0])  # one clear best point
+    assert len(set(points)) == 12

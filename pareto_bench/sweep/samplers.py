@@ -45,6 +45,12 @@ class SamplerPlan:
 
     sampler: BaseSampler
     fixed_points: list[dict[str, Any]] | None = None
+    space_size: int | None = None  # distinct points of a finite search space; None if infinite
+
+    @property
+    def capacity(self) -> int | None:
+        """How many distinct trials the sweep can run; None when unbounded."""
+        return len(self.fixed_points) if self.fixed_points is not None else self.space_size
 
 
 SamplerFactory = Callable[["SweepSpec"], SamplerPlan]
@@ -60,12 +66,23 @@ def build_sampler(spec: SweepSpec, source: str = "spec") -> SamplerPlan:
     except TypeError as e:
         raise ConfigError(f"{source}: field 'sampler.options': {e}") from None
     space = {name: p.distribution() for name, p in spec.search_space.items()}
+    finite = grid_points(spec)
+    plan.space_size = None if finite is None else len(finite)
 
     def seeded(seed: int) -> BaseSampler:
         return factory(spec.model_copy(update={"seed": seed})).sampler
 
-    plan.sampler = search_trials_only(plan.sampler, seeded, spec.seed, space)
+    plan.sampler = search_trials_only(plan.sampler, seeded, spec.seed, space, finite)
     return plan
+
+
+def grid_points(spec: SweepSpec) -> list[dict[str, Any]] | None:
+    """Every point of the search space, in grid order; None when an axis is continuous."""
+    names = list(spec.search_space)
+    axes = [spec.search_space[n].grid() for n in names]
+    if any(axis is None for axis in axes):
+        return None
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes)]
 
 
 def _startup(spec: SweepSpec) -> int:
@@ -115,9 +132,7 @@ def _grid(spec: SweepSpec) -> SamplerPlan:
 
     if spec.sampler.options:
         raise TypeError("the grid sampler takes no options")
-    names = list(spec.search_space)
-    axes = [spec.search_space[n].grid() or [] for n in names]
-    points = [dict(zip(names, values, strict=True)) for values in itertools.product(*axes)]
+    points = grid_points(spec) or []
     random.Random(spec.seed).shuffle(points)  # a truncated grid still spreads over the space
     return SamplerPlan(RandomSampler(seed=spec.seed), fixed_points=points)
 
@@ -224,11 +239,14 @@ def search_trials_only(
     seeded: Callable[[int], BaseSampler],
     seed: int,
     space: dict[str, Any],
+    finite: list[dict[str, Any]] | None = None,
 ) -> BaseSampler:
     """Wrap ``inner`` so that it never sees baselines, baselines sample nothing, and each
     searched trial gets a point of ``space`` that no other trial holds, drawn by
-    ``seeded(trial_seed(seed, number, draw))``."""
-    return _wrapper_class()(inner, seeded, seed, space)
+    ``seeded(trial_seed(seed, number, draw))``. ``finite`` lists every point of a finite space:
+    where the sampler keeps returning held points (a model-based one converges), a free one is
+    picked from it at random."""
+    return _wrapper_class()(inner, seeded, seed, space, finite)
 
 
 @functools.cache
@@ -243,8 +261,10 @@ def _wrapper_class() -> type:
             seeded: Callable[[int], BaseSampler],
             seed: int,
             space: dict[str, Any],
+            finite: list[dict[str, Any]] | None,
         ) -> None:
             self.inner, self.seeded, self.seed, self.space = inner, seeded, seed, space
+            self.finite = finite
 
         def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
             # Baselines search nothing; an enqueued point (grid, retry) keeps its parameters.
@@ -264,6 +284,9 @@ def _wrapper_class() -> type:
                 point = _draw(inner, view, trial, search_space)
                 if _point_key(point) not in taken:
                     return point
+            free = [p for p in self.finite or [] if _point_key(p) not in taken]
+            if free:
+                return random.Random(trial_seed(self.seed, trial.number, DRAWS)).choice(free)
             raise ConfigError(
                 f"search_space: {DRAWS} draws for trial {trial.number} all repeat a configuration "
                 f"that another trial holds ({len(taken)} held); the space looks exhausted: widen "

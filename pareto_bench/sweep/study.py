@@ -402,8 +402,9 @@ class SweepStudy(TrialQueue):
                 study.enqueue_trial(
                     {}, user_attrs={KIND_ATTR: BASELINE, NAME: name, SLOT: name, ATTEMPT: 0}
                 )
-        fixed = self.plan.fixed_points
-        count = n_trials if fixed is None else min(n_trials, len(fixed))
+        fixed, capacity = self.plan.fixed_points, self.plan.capacity
+        # A finite space holds only so many distinct configurations: the budget stops there.
+        count = n_trials if capacity is None else min(n_trials, capacity)
         for index in range(count):
             if (TRIAL, index, 0) not in existing:
                 params = fixed[index] if fixed is not None else {}
