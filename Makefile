@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 PIP_VERSION := 26.3
 PIP_TOOLS_VERSION := 7.7.0
+# uv installs the lock in seconds where pip takes minutes; pip still installs torch, from the
+# machine's local CPU wheel, which uv does not look for.
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv pip install -q --python $(BIN)/python
 TORCH := torch==2.13.0
 # Both cores (or however many there are); each test is safe to run beside the others.
 PYTEST := pytest -q -n auto
@@ -16,12 +20,12 @@ PYTEST := pytest -q -n auto
 $(STAMP): pyproject.toml $(LOCK)
 	rm -rf $(VENV)
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q pip==$(PIP_VERSION)
+	$(BIN)/pip install -q uv==$(UV_VERSION)
 	# torch first, pinned and outside the lock: on a CPU machine pip takes the local CPU wheel,
 	# where a lock of PyPI's files would pull gigabytes of CUDA wheels.
 	$(BIN)/pip install -q --no-deps $(TORCH)
-	$(BIN)/pip install -q --no-deps --require-hashes -r $(LOCK)
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(UV) --no-deps --require-hashes -r $(LOCK)
+	$(UV) --no-deps --no-build-isolation -e .
 	$(BIN)/pip check
 	touch $(STAMP)
 
@@ -38,9 +42,10 @@ test: setup
 test-newest:
 	rm -rf .venv-newest
 	$(PY) -m venv .venv-newest
-	.venv-newest/bin/pip install -q --upgrade pip
-	.venv-newest/bin/pip install -q $(TORCH)
-	.venv-newest/bin/pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
+	.venv-newest/bin/pip install -q uv==$(UV_VERSION)
+	.venv-newest/bin/pip install -q --no-deps $(TORCH)
+	.venv-newest/bin/uv pip install -q --python .venv-newest/bin/python --upgrade -e '.[dev]'
+	.venv-newest/bin/pip check
 	.venv-newest/bin/pip list --format=freeze > .venv-newest/versions.txt
 	.venv-newest/bin/$(PYTEST)
 
@@ -48,8 +53,7 @@ test-newest:
 # lock's, or test-newest's).
 test-lower-bounds: setup
 	rm -rf .lower-bounds
-	$(BIN)/pip install -q --no-deps --target .lower-bounds \
-		"$$($(BIN)/python scripts/lower_bound.py optuna)"
+	$(UV) --no-deps --target .lower-bounds "$$($(BIN)/python scripts/lower_bound.py optuna)"
 	PYTHONPATH=.lower-bounds $(BIN)/pytest -q -p no:cacheprovider tests/test_samplers.py
 
 # Re-resolve every dependency to its newest allowed release and write the lock with hashes.
