@@ -281,7 +281,8 @@ def test_four_workers_train_distinct_configurations(tmp_path: Path) -> None:
     results = _run_workers(tmp_path, [], count=4, trials=8)
     assert sum(_ran(r) for r in results) == 9
     rows = last_rows(tmp_path / "out")
-    assert sum(r.kind == "trial" and r.state == "COMPLETE" for r in rows.values()) == 8
+    states = {n: (r.kind, r.state, r.failure_reason) for n, r in rows.items()}
+    assert sum(r.kind == "trial" and r.state == "COMPLETE" for r in rows.values()) == 8, states
     assert_distinct_configurations(rows)
 
 

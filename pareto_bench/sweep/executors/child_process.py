@@ -71,6 +71,7 @@ class SubprocessExecutor:
     # traceback often comes first) and its tail (the launcher's summary).
     STDERR_HEAD_LINES = 40
     STDERR_TAIL_LINES = 40
+    EVENTS_GRACE_S = 120  # how long the child's events may lag behind its exit
 
     def __init__(self, body: str = DEFAULT_BODY, options: SubprocessOptions | None = None) -> None:
         self.body = body
@@ -136,8 +137,12 @@ class SubprocessExecutor:
             _kill_group(proc)
             raise
         finally:
-            for reader in readers:
-                reader.join(timeout=10)
+            # The child has exited, but its last events may still be in the pipe behind slow
+            # step callbacks on a busy machine: the event reader gets time to finish them (a
+            # finished trial read as "exited without a result" was seen at 10 s under load).
+            events, log = readers
+            events.join(timeout=self.EVENTS_GRACE_S)
+            log.join(timeout=10)
         if outcome.get("event") == "done":
             return read_jsonl(os.path.join(spec.trial_dir, EVAL_FILE), EvalRecord)
         if outcome.get("event") == "failed":
