@@ -12,8 +12,9 @@ PIP_TOOLS_VERSION := 7.7.0
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv pip install -q --python $(BIN)/python
 TORCH := torch==2.13.0
-# Both cores (or however many there are); each test is safe to run beside the others.
-PYTEST := pytest -q -n auto
+# Both cores (or however many there are); each test is safe to run beside the others. Workers
+# steal queued tests from each other, so that a few long tests do not leave one core idle.
+PYTEST := pytest -q -n auto --dist worksteal
 
 .PHONY: setup sweep test test-newest test-lower-bounds lock lint format bench
 
