@@ -113,10 +113,11 @@ class SubprocessExecutor:
             text=True,
         )
         outcome: dict[str, Any] = {}
+        ended = threading.Event()  # the child's last event was read, or its stdout closed
         stderr = StderrExcerpt(self.STDERR_HEAD_LINES, self.STDERR_TAIL_LINES)
         readers = [
             threading.Thread(
-                target=_read_events, args=(proc.stdout, on_step, outcome), daemon=True
+                target=_read_events, args=(proc.stdout, on_step, outcome, ended), daemon=True
             ),
             threading.Thread(
                 target=_keep_log,
@@ -138,11 +139,12 @@ class SubprocessExecutor:
             raise
         finally:
             # The child has exited, but its last events may still be in the pipe behind slow
-            # step callbacks on a busy machine: the event reader gets time to finish them (a
+            # step callbacks on a busy machine: the event reader gets time to reach them (a
             # finished trial read as "exited without a result" was seen at 10 s under load).
-            events, log = readers
-            events.join(timeout=self.EVENTS_GRACE_S)
-            log.join(timeout=10)
+            # It stops at the last event, not at EOF: a process the body forked may hold the
+            # pipe open.
+            ended.wait(timeout=self.EVENTS_GRACE_S)
+            readers[1].join(timeout=10)
         if outcome.get("event") == "done":
             return read_jsonl(os.path.join(spec.trial_dir, EVAL_FILE), EvalRecord)
         if outcome.get("event") == "failed":
@@ -193,19 +195,25 @@ def _keep_log(stream: Any, excerpt: StderrExcerpt, path: str) -> None:
             excerpt.add(line)
 
 
-def _read_events(stream: Any, on_step: StepCallback, outcome: dict[str, Any]) -> None:
-    for line in stream:
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if event.get("event") == "step":
+def _read_events(
+    stream: Any, on_step: StepCallback, outcome: dict[str, Any], ended: threading.Event
+) -> None:
+    try:
+        for line in stream:
             try:
-                on_step(from_dict(TrainStepRecord, event["record"]))
-            except Exception as e:  # a display or tracking hiccup must not stop the stream
-                print(f"warning: step callback failed ({failure_reason(e)})", file=sys.stderr)
-        elif outcome.get("event") != "failed":  # the first rank to fail names the cause
-            outcome.update(event)
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if event.get("event") == "step":
+                try:
+                    on_step(from_dict(TrainStepRecord, event["record"]))
+                except Exception as e:  # a display or tracking hiccup must not stop the stream
+                    print(f"warning: step callback failed ({failure_reason(e)})", file=sys.stderr)
+            elif outcome.get("event") != "failed":  # the first rank to fail names the cause
+                outcome.update(event)
+                ended.set()
+    finally:
+        ended.set()
 
 
 def _child_env(spec: TrialSpec) -> dict[str, str]:
